@@ -1,0 +1,11 @@
+/* cli.h: subcommand entry points. Each takes argv after the subcommand
+ * name (argv[0] is the subcommand), prints its own errors, and returns the
+ * process exit status. Only these functions print and exit. */
+#ifndef HP_CLI_H
+#define HP_CLI_H
+
+int hp_cmd_run(int argc, char **argv);
+int hp_cmd_serve(int argc, char **argv);
+int hp_cmd_tokenize(int argc, char **argv);
+
+#endif
