@@ -1,0 +1,65 @@
+/* cpu.c: picks the kernel implementation (scalar or AVX2) for this CPU and
+ * keeps the choice. The one piece of process-wide kernel state: an atomic
+ * pointer to a constant table, set by hp_kernels_init/hp_kernels_force and
+ * read by hp_matmul. HOTPATH_KERNELS=scalar forces the reference path
+ * (useful to bisect a numeric difference to the SIMD code). */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kern_impl.h"
+#include "kernels/kernels.h"
+
+static _Atomic(const hp_kern__impl *) active;
+
+static bool cpu_has_avx2(void)
+{
+#if defined(HP_HAVE_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+bool hp_kernels_force(const char *name)
+{
+    if (name == NULL)
+        return false;
+    if (strcmp(name, "scalar") == 0) {
+        atomic_store(&active, &hp_kern__scalar);
+        return true;
+    }
+#if defined(HP_HAVE_AVX2)
+    if (strcmp(name, "avx2") == 0 && cpu_has_avx2()) {
+        atomic_store(&active, &hp_kern__avx2);
+        return true;
+    }
+#endif
+    return false;
+}
+
+void hp_kernels_init(void)
+{
+    const char *env = getenv("HOTPATH_KERNELS");
+    if (env != NULL && hp_kernels_force(env))
+        return;
+    if (!hp_kernels_force("avx2"))
+        hp_kernels_force("scalar");
+}
+
+const hp_kern__impl *hp_kern__active(void)
+{
+    const hp_kern__impl *im = atomic_load(&active);
+    if (im == NULL) {
+        hp_kernels_init();
+        im = atomic_load(&active);
+    }
+    return im;
+}
+
+const char *hp_kernels_impl(void)
+{
+    return hp_kern__active()->name;
+}

@@ -1,0 +1,60 @@
+/* kern_impl.h: internal interface between the kernel files (dispatch table,
+ * per-dtype quant ops, activation blocks). Internal tier (hp_kern__*):
+ * included only by the src/kernels/ sources and tests/test_kernels.c, never by
+ * model/ or engine/, which use kernels.h. */
+#ifndef HP_KERN_IMPL_H
+#define HP_KERN_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+/* Reference (de)quantizers of one dtype; n is a multiple of the block. */
+typedef struct hp_kern__quant {
+    void (*dequant)(const void *src, float *dst, int64_t n);
+    void (*quant)(const float *src, void *dst, int64_t n);
+} hp_kern__quant;
+
+/* NULL when the dtype cannot be computed with in this build. */
+const hp_kern__quant *hp_kern__quant_ops(hp_dtype t);
+
+/* Activations quantized for integer dot products: 32 values = d * qs[i].
+ * d is kept in f32 (not f16 as in Q8_0 files) because it is never stored;
+ * sum = sum(qs) lets Q4_0 fold its -8 offset into one multiply per block. */
+typedef struct hp_kern__q8x {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+} hp_kern__q8x;
+
+/* Quantize n floats (n multiple of 32) to n/32 activation blocks:
+ * d = amax/127, q = round(x/d). Deterministic; scalar. */
+void hp_kern__quant_q8x(const float *x, hp_kern__q8x *dst, int n);
+
+/* Computes out[b*rows + r] for r0 <= r < r1 and all b < nb. W points at row
+ * 0, row_bytes apart. x is nb x cols floats; xq (when the impl asked for it,
+ * else NULL) is nb x cols/32 activation blocks. Each output value's
+ * arithmetic must not depend on r0, r1 or nb: that is what makes hp_matmul
+ * batch- and thread-invariant. */
+typedef void (*hp_kern__rows_fn)(const void *W, size_t row_bytes,
+                                 const float *x, const hp_kern__q8x *xq,
+                                 float *out, int r0, int r1, int rows,
+                                 int cols, int nb);
+
+/* One implementation: a row kernel per dtype (NULL = fall back to scalar). */
+typedef struct hp_kern__impl {
+    const char *name;
+    hp_kern__rows_fn rows[HP_DT_COUNT];
+    bool wants_q8x[HP_DT_COUNT]; /* hp_matmul prepares xq for this dtype */
+} hp_kern__impl;
+
+extern const hp_kern__impl hp_kern__scalar;
+#if defined(HP_HAVE_AVX2)
+extern const hp_kern__impl hp_kern__avx2;
+#endif
+
+/* The implementation hp_matmul uses now (initialises on first use). */
+const hp_kern__impl *hp_kern__active(void);
+
+#endif
