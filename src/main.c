@@ -14,6 +14,8 @@ static const subcmd cmds[] = {
     {"serve", hp_cmd_serve, "serve a model over an OpenAI-compatible HTTP API"},
     {"run", hp_cmd_run, "generate a completion for a prompt on the command line"},
     {"tokenize", hp_cmd_tokenize, "print the token ids of a text"},
+    {"bench", hp_cmd_bench, "load-test an OpenAI-compatible server"},
+    {"synth", hp_cmd_synth, "write a random-weight llama GGUF of a given shape"},
 };
 
 static void usage(FILE *f)
