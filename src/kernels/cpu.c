@@ -49,6 +49,12 @@ void hp_kernels_init(void)
         hp_kernels_force("scalar");
 }
 
+void hp_kern__set(const hp_kern__impl *im)
+{
+    if (im != NULL)
+        atomic_store(&active, im);
+}
+
 const hp_kern__impl *hp_kern__active(void)
 {
     const hp_kern__impl *im = atomic_load(&active);

@@ -52,7 +52,13 @@ typedef struct hp_kern__impl {
 extern const hp_kern__impl hp_kern__scalar;
 #if defined(HP_HAVE_AVX2)
 extern const hp_kern__impl hp_kern__avx2;
+/* AVX2 with Q8_0/Q4_0 dequantized against f32 activations: kept so kbench
+ * and tests can compare it with the integer path. */
+extern const hp_kern__impl hp_kern__avx2_f32x;
 #endif
+
+/* Use im for hp_matmul from now on (tests and kbench only; no CPU check). */
+void hp_kern__set(const hp_kern__impl *im);
 
 /* The implementation hp_matmul uses now (initialises on first use). */
 const hp_kern__impl *hp_kern__active(void);
