@@ -285,8 +285,8 @@ typedef struct cset {
 } cset;
 
 /* Extend the sorted prefix to at least m elements. Selecting then sorting
- * only what is needed keeps top_k and top_p at O(n + m log m) instead of a
- * full O(n log n) sort of a 256k vocabulary. */
+ * only what is needed keeps top_k at O(n + k log k) instead of a full
+ * O(n log n) sort of a 256k vocabulary. */
 static void ensure_sorted(cset *cs, int m)
 {
     if (m > cs->n)
@@ -302,6 +302,72 @@ static void ensure_sorted(cset *cs, int m)
     cs->sorted = m;
 }
 
+/* Top-p: the length of the shortest best-first prefix whose mass reaches
+ * target, with that prefix moved to a[0..len) (unordered). A weighted
+ * quickselect: partition around a pivot, then continue only on the side
+ * that holds the boundary, so it is O(n) expected even when the nucleus is
+ * most of a 256k vocabulary (a full sort there costs ~10x more). The set is
+ * exactly what sorting and accumulating would keep. */
+static int nucleus(cand *a, int n, double target)
+{
+    if (!(target > 0.0)) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (better(a[i].v, a[i].id, a[best].v, a[best].id))
+                best = i;
+        cswap(&a[0], &a[best]);
+        return 1;
+    }
+    /* Invariant: a[0..lo) rank above everything in a[lo..hi) and their
+     * mass acc is still below target; the boundary lies in (lo, hi]. */
+    int lo = 0, hi = n;
+    double acc = 0.0;
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (cand_cmp(&a[mid], &a[lo]) < 0)
+            cswap(&a[mid], &a[lo]);
+        if (cand_cmp(&a[last], &a[lo]) < 0)
+            cswap(&a[last], &a[lo]);
+        if (cand_cmp(&a[mid], &a[last]) < 0)
+            cswap(&a[mid], &a[last]); /* median now at last */
+        cand piv = a[last];
+        int st = lo;
+        double m = 0.0;
+        for (int i = lo; i < last; i++) {
+            if (better(a[i].v, a[i].id, piv.v, piv.id)) {
+                cswap(&a[i], &a[st]);
+                m += a[st].v;
+                st++;
+            }
+        }
+        cswap(&a[st], &a[last]);
+        if (acc + m >= target) {
+            hi = st; /* st > lo here, since acc < target */
+        } else {
+            acc += m + a[st].v;
+            if (acc >= target)
+                return st + 1;
+            lo = st + 1;
+        }
+    }
+    return hi;
+}
+
+static bool penalties_on(const hp_sampling *p)
+{
+    return (p->repeat_penalty != 1.0f && p->repeat_penalty > 0.0f) ||
+           p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+}
+
+/* True when bias or penalties could change some logit this call. */
+static bool adjusts(const hp_sampling *p, const int32_t *history,
+                    int n_history)
+{
+    return p->n_logit_bias > 0 ||
+           (history && n_history > 0 && p->repeat_last_n != 0 &&
+            penalties_on(p));
+}
+
 /* Bias and penalties, applied on the candidate array while it is still in
  * token order (c[i].id == i). */
 static void adjust_logits(hp_sampler *s, cand *c, const int32_t *history,
@@ -315,10 +381,8 @@ static void adjust_logits(hp_sampler *s, cand *c, const int32_t *history,
             c[t].v += p->logit_bias[i].bias;
     }
     bool rep = p->repeat_penalty != 1.0f && p->repeat_penalty > 0.0f;
-    bool freq = p->frequency_penalty != 0.0f;
-    bool pres = p->presence_penalty != 0.0f;
     if (!history || n_history <= 0 || p->repeat_last_n == 0 ||
-        !(rep || freq || pres))
+        !penalties_on(p))
         return;
     /* repeat_last_n < 0 means the whole history (llama.cpp uses -1 for
      * "context size"). */
@@ -357,6 +421,7 @@ int32_t hp_sampler_sample(hp_sampler *s, float *logits,
     int n = s->n_vocab;
     cand *c = s->c;
 
+    int32_t tok;
     double lse = 0.0;
     if (lp) {
         if (n_top < 0)
@@ -368,14 +433,23 @@ int32_t hp_sampler_sample(hp_sampler *s, float *logits,
         lse = raw_lse_and_top(logits, n, lp, n_top);
     }
 
+    bool greedy = !(p->temperature > 0.0f);
+    if (greedy && !adjusts(p, history, n_history)) {
+        /* Fast path: plain argmax on the caller's logits, no copy. */
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (clean(logits[i]) > clean(logits[best]))
+                best = i;
+        tok = best;
+        goto done;
+    }
     for (int i = 0; i < n; i++) {
         c[i].v = clean(logits[i]);
         c[i].id = i;
     }
     adjust_logits(s, c, history, n_history);
 
-    int32_t tok;
-    if (!(p->temperature > 0.0f)) {
+    if (greedy) {
         /* Greedy: plain argmax, lowest id on ties, no RNG. */
         int best = 0;
         for (int i = 1; i < n; i++)
@@ -428,30 +502,8 @@ int32_t hp_sampler_sample(hp_sampler *s, float *logits,
         sum += w;
     }
 
-    if (p->top_p < 1.0f) {
-        /* Nucleus: smallest best-first prefix whose mass reaches top_p.
-         * Sort in growing chunks; the nucleus is usually a few dozen
-         * tokens, so this rarely sorts more than a few hundred. */
-        double target = (double)p->top_p * sum;
-        double acc = 0.0;
-        int i = 0, keep = cs.n, chunk = 64;
-        for (;;) {
-            ensure_sorted(&cs, i + chunk);
-            for (; i < cs.sorted; i++) {
-                acc += c[i].v;
-                if (acc >= target) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            if (keep < cs.n || cs.sorted >= cs.n)
-                break;
-            chunk *= 4;
-        }
-        if (keep < 1)
-            keep = 1;
-        cs.n = keep;
-    }
+    if (p->top_p < 1.0f)
+        cs.n = nucleus(c, cs.n, (double)p->top_p * sum);
 
     if (p->min_p > 0.0f) {
         /* p >= min_p * p_max  <=>  w >= min_p, since w_max == 1. Stable
