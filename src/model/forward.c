@@ -1,0 +1,462 @@
+/* forward.c: the llama forward pass over a batch of tokens from several
+ * sequences, and the per-sequence KV cache (hp_seq) behind forward.h.
+ *
+ * Owns the KV slabs and the runner's scratch. All tokens of a call share
+ * one activation matrix, so each weight matrix is streamed once per call
+ * (hp_matmul with nb = total tokens); attention runs per (token, head) over
+ * that token's own sequence, in a fixed order. Together with hp_matmul's
+ * per-element determinism this makes a sequence's logits bit-identical
+ * alone or batched. Knows the model's math; nothing of sampling, requests
+ * or scheduling (engine/). */
+#include "model/forward.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ KV cache */
+
+struct hp_seq {
+    const hp_model *m; /* borrows: the model whose shapes the cache has */
+    int n_ctx;         /* capacity in positions */
+    int len;           /* positions filled */
+    int kv_dim;        /* n_head_kv * head_dim */
+    float *k;          /* owns: [n_layer][n_ctx][kv_dim] */
+    float *v;          /* owns: [n_layer][n_ctx][kv_dim] */
+};
+
+hp_seq *hp_seq_new(const hp_model *m, int n_ctx)
+{
+    if (!m || n_ctx <= 0)
+        return NULL;
+    hp_seq *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
+    size_t n = (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)s->kv_dim;
+    if (n > SIZE_MAX / sizeof(float) / 2) {
+        free(s);
+        return NULL;
+    }
+    /* malloc, not calloc: positions are written before they are read, and
+     * untouched pages of a long context then cost nothing. */
+    s->k = malloc(n * sizeof(float));
+    s->v = malloc(n * sizeof(float));
+    if (!s->k || !s->v) {
+        hp_seq_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void hp_seq_free(hp_seq *s)
+{
+    if (!s)
+        return;
+    free(s->k);
+    free(s->v);
+    free(s);
+}
+
+int hp_seq_len(const hp_seq *s)
+{
+    return s->len;
+}
+
+int hp_seq_capacity(const hp_seq *s)
+{
+    return s->n_ctx;
+}
+
+void hp_seq_truncate(hp_seq *s, int n)
+{
+    if (n >= 0 && n < s->len)
+        s->len = n;
+}
+
+/* K (or V) row of layer l, position p. */
+static float *kv_row(float *base, const hp_seq *s, int l, int p)
+{
+    return base + ((size_t)l * (size_t)s->n_ctx + (size_t)p) *
+                      (size_t)s->kv_dim;
+}
+
+void hp_seq_copy(hp_seq *dst, const hp_seq *src, int n)
+{
+    if (dst == src || dst->kv_dim != src->kv_dim ||
+        dst->m->hp.n_layer != src->m->hp.n_layer)
+        return;
+    if (n > src->len)
+        n = src->len;
+    if (n > dst->n_ctx)
+        n = dst->n_ctx;
+    if (n < 0)
+        n = 0;
+    size_t row = (size_t)n * (size_t)src->kv_dim * sizeof(float);
+    for (int l = 0; l < src->m->hp.n_layer; l++) {
+        memcpy(kv_row(dst->k, dst, l, 0), kv_row(src->k, src, l, 0), row);
+        memcpy(kv_row(dst->v, dst, l, 0), kv_row(src->v, src, l, 0), row);
+    }
+    dst->len = n;
+}
+
+/* -------------------------------------------------------------- runner */
+
+/* Where row t of the activation matrix comes from. */
+typedef struct tok_ref {
+    hp_seq *seq; /* borrows */
+    int pos;     /* absolute position in seq */
+} tok_ref;
+
+struct hp_runner {
+    const hp_model *m; /* borrows */
+    hp_kctx *k;        /* owns */
+    int max_tokens;
+    int n_out_max;     /* logits rows per output matmul */
+    /* Activations, one row per token of the call (T = max_tokens): */
+    float *x;      /* owns: [T][n_embd] residual stream */
+    float *xb;     /* owns: [T][n_embd] normed input of a block */
+    float *q;      /* owns: [T][n_head*head_dim] */
+    float *kk;     /* owns: [T][kv_dim] new keys */
+    float *vv;     /* owns: [T][kv_dim] new values */
+    float *att;    /* owns: [T][n_head*head_dim] attention output */
+    float *proj;   /* owns: [T][n_embd] block output before the residual */
+    float *hb;     /* owns: [T][n_ff] gate, then silu(gate)*up */
+    float *hb2;    /* owns: [T][n_ff] up */
+    float *rope_cs; /* owns: [T][rope_dim/2][2] cos, sin per token */
+    double *inv_freq; /* owns: [rope_dim/2] base^(-2i/rope_dim) */
+    tok_ref *refs; /* owns: [T] */
+    float *out_x;  /* owns: [n_out_max][n_embd] rows that want logits */
+    float *logits; /* owns: [n_out_max][n_vocab] */
+    float *scores; /* owns: [n_threads][scores_cap] attention weights */
+    size_t scores_cap; /* positions per thread in scores */
+};
+
+static float *falloc(size_t n)
+{
+    return malloc((n ? n : 1) * sizeof(float));
+}
+
+hp_runner *hp_runner_new(const hp_model *m, int max_tokens, int n_threads)
+{
+    if (!m || max_tokens <= 0)
+        return NULL;
+    hp_runner *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    const hp_hparams *hp = &m->hp;
+    size_t T = (size_t)max_tokens, E = (size_t)hp->n_embd;
+    size_t Q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    size_t KV = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    size_t F = (size_t)hp->n_ff, R = (size_t)hp->rope_dim / 2;
+    r->m = m;
+    r->max_tokens = max_tokens;
+    /* The output head is computed in chunks of n_out_max rows, so a long
+     * prompt whose every token wants logits needs no T x n_vocab buffer. */
+    r->n_out_max = max_tokens < 64 ? max_tokens : 64;
+    r->k = hp_kctx_new(n_threads);
+    r->x = falloc(T * E);
+    r->xb = falloc(T * E);
+    r->q = falloc(T * Q);
+    r->kk = falloc(T * KV);
+    r->vv = falloc(T * KV);
+    r->att = falloc(T * Q);
+    r->proj = falloc(T * E);
+    r->hb = falloc(T * F);
+    r->hb2 = falloc(T * F);
+    r->rope_cs = falloc(T * R * 2);
+    r->inv_freq = malloc((R ? R : 1) * sizeof(double));
+    r->refs = malloc(T * sizeof *r->refs);
+    r->out_x = falloc((size_t)r->n_out_max * E);
+    r->logits = falloc((size_t)r->n_out_max * (size_t)hp->n_vocab);
+    if (!r->k || !r->x || !r->xb || !r->q || !r->kk || !r->vv || !r->att ||
+        !r->proj || !r->hb || !r->hb2 || !r->rope_cs || !r->inv_freq ||
+        !r->refs || !r->out_x || !r->logits) {
+        hp_runner_free(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < R; i++)
+        r->inv_freq[i] = pow((double)hp->rope_base,
+                             -2.0 * (double)i / (double)hp->rope_dim);
+    return r;
+}
+
+void hp_runner_free(hp_runner *r)
+{
+    if (!r)
+        return;
+    hp_kctx_free(r->k);
+    free(r->x);
+    free(r->xb);
+    free(r->q);
+    free(r->kk);
+    free(r->vv);
+    free(r->att);
+    free(r->proj);
+    free(r->hb);
+    free(r->hb2);
+    free(r->rope_cs);
+    free(r->inv_freq);
+    free(r->refs);
+    free(r->out_x);
+    free(r->logits);
+    free(r->scores);
+    free(r);
+}
+
+int hp_runner_max_tokens(const hp_runner *r)
+{
+    return r->max_tokens;
+}
+
+/* ------------------------------------------------------- model blocks */
+
+static void matmul(hp_runner *r, const hp_weight *w, const float *x,
+                   float *out, int nb)
+{
+    hp_matmul(r->k, w->type, w->data, x, out, (int)w->ne1, (int)w->ne0, nb);
+}
+
+/* cos/sin of pos * inv_freq[i] for every token, shared by all layers and
+ * heads. Computed in double so long positions keep their accuracy. */
+static void rope_tables(hp_runner *r, int T)
+{
+    int R = r->m->hp.rope_dim / 2;
+    for (int t = 0; t < T; t++) {
+        float *cs = r->rope_cs + (size_t)t * (size_t)R * 2;
+        for (int i = 0; i < R; i++) {
+            double a = (double)r->refs[t].pos * r->inv_freq[i];
+            cs[2 * i] = (float)cos(a);
+            cs[2 * i + 1] = (float)sin(a);
+        }
+    }
+}
+
+/* Rotate adjacent pairs (x[2i], x[2i+1]) of each head by the token's
+ * angles, as GGUF llama files expect (ggml's "normal" RoPE mode); dims past
+ * rope_dim are left as they are. */
+static void rope(float *x, int n_heads, int head_dim, const float *cs,
+                 int R)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * (size_t)head_dim;
+        for (int i = 0; i < R; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * c - b * s;
+            v[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+/* Causal grouped-query attention of every new token over its sequence's
+ * cache (positions 0..pos, which includes the new tokens stored before
+ * this call). One (token, head) pair is one task, always reduced in the
+ * same order by one thread, so results do not depend on batching or the
+ * thread count. */
+static void attention(hp_runner *r, int l, int T)
+{
+    const hp_hparams *hp = &r->m->hp;
+    int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int Qd = H * D;
+    float scale = 1.0f / sqrtf((float)D);
+    int n_tasks = T * H;
+    int nth = hp_kctx_threads(r->k);
+#pragma omp parallel for schedule(static) num_threads(nth) if (n_tasks > 1)
+    for (int task = 0; task < n_tasks; task++) {
+        int t = task / H, h = task % H;
+        const tok_ref *tr = &r->refs[t];
+        const hp_seq *s = tr->seq;
+        int g = h / group, n = tr->pos + 1;
+        const float *q = r->q + (size_t)t * (size_t)Qd + (size_t)h * D;
+        float *sc = r->scores + (size_t)omp_get_thread_num() * r->scores_cap;
+        for (int p = 0; p < n; p++) {
+            const float *kr = kv_row(s->k, s, l, p) + (size_t)g * D;
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++)
+                dot += q[d] * kr[d];
+            sc[p] = dot * scale;
+        }
+        hp_softmax(sc, n);
+        float *o = r->att + (size_t)t * (size_t)Qd + (size_t)h * D;
+        memset(o, 0, (size_t)D * sizeof(float));
+        for (int p = 0; p < n; p++) {
+            const float *vr = kv_row(s->v, s, l, p) + (size_t)g * D;
+            float a = sc[p];
+            for (int d = 0; d < D; d++)
+                o[d] += a * vr[d];
+        }
+    }
+}
+
+/* One transformer block over all T tokens, in place on r->x. */
+static void block(hp_runner *r, int l, int T)
+{
+    const hp_hparams *hp = &r->m->hp;
+    const hp_layer *ly = &r->m->layers[l];
+    int E = hp->n_embd, KVd = hp->n_head_kv * hp->head_dim;
+    int Qd = hp->n_head * hp->head_dim, F = hp->n_ff, R = hp->rope_dim / 2;
+
+    /* xb = RMSNorm(x) * attn_norm */
+    for (int t = 0; t < T; t++)
+        hp_rmsnorm(r->xb + (size_t)t * E, r->x + (size_t)t * E,
+                   ly->attn_norm, E, hp->norm_eps);
+    /* q, k, v = xb Wq, xb Wk, xb Wv: each weight read once for all T */
+    matmul(r, &ly->wq, r->xb, r->q, T);
+    matmul(r, &ly->wk, r->xb, r->kk, T);
+    matmul(r, &ly->wv, r->xb, r->vv, T);
+    /* RoPE on q and k; then store k, v at each token's position */
+    for (int t = 0; t < T; t++) {
+        const float *cs = r->rope_cs + (size_t)t * (size_t)R * 2;
+        rope(r->q + (size_t)t * Qd, hp->n_head, hp->head_dim, cs, R);
+        rope(r->kk + (size_t)t * KVd, hp->n_head_kv, hp->head_dim, cs, R);
+        hp_seq *s = r->refs[t].seq;
+        int p = r->refs[t].pos;
+        memcpy(kv_row(s->k, s, l, p), r->kk + (size_t)t * KVd,
+               (size_t)KVd * sizeof(float));
+        memcpy(kv_row(s->v, s, l, p), r->vv + (size_t)t * KVd,
+               (size_t)KVd * sizeof(float));
+    }
+    /* att = softmax(q k^T / sqrt(head_dim)) v, per head and token */
+    attention(r, l, T);
+    /* x += att Wo */
+    matmul(r, &ly->wo, r->att, r->proj, T);
+    for (size_t i = 0; i < (size_t)T * E; i++)
+        r->x[i] += r->proj[i];
+    /* x += W_down(silu(xb W_gate) * (xb W_up)), xb = RMSNorm(x) * ffn_norm */
+    for (int t = 0; t < T; t++)
+        hp_rmsnorm(r->xb + (size_t)t * E, r->x + (size_t)t * E,
+                   ly->ffn_norm, E, hp->norm_eps);
+    matmul(r, &ly->w_gate, r->xb, r->hb, T);
+    matmul(r, &ly->w_up, r->xb, r->hb2, T);
+    for (int t = 0; t < T; t++)
+        hp_silu_mul(r->hb + (size_t)t * F, r->hb + (size_t)t * F,
+                    r->hb2 + (size_t)t * F, F);
+    matmul(r, &ly->w_down, r->hb, r->proj, T);
+    for (size_t i = 0; i < (size_t)T * E; i++)
+        r->x[i] += r->proj[i];
+}
+
+/* Final norm and output head for the last token of each item that wants
+ * logits, n_out_max rows per matmul (rows are independent, so chunking
+ * changes no value). */
+static void head(hp_runner *r, hp_batch_item *items, int n_items,
+                 const int *last_row)
+{
+    const hp_hparams *hp = &r->m->hp;
+    int E = hp->n_embd, V = hp->n_vocab;
+    int i = 0;
+    while (i < n_items) {
+        int rows = 0, idx[64];
+        for (; i < n_items && rows < r->n_out_max; i++) {
+            if (!items[i].logits || items[i].n == 0)
+                continue;
+            hp_rmsnorm(r->out_x + (size_t)rows * E,
+                       r->x + (size_t)last_row[i] * E, r->m->out_norm, E,
+                       hp->norm_eps);
+            idx[rows++] = i;
+        }
+        if (rows == 0)
+            continue;
+        matmul(r, &r->m->output, r->out_x, r->logits, rows);
+        for (int j = 0; j < rows; j++)
+            memcpy(items[idx[j]].logits, r->logits + (size_t)j * V,
+                   (size_t)V * sizeof(float));
+    }
+}
+
+/* Make room for per-thread attention weights over cap positions. */
+static bool reserve_scores(hp_runner *r, size_t cap)
+{
+    if (cap <= r->scores_cap)
+        return true;
+    size_t nth = (size_t)hp_kctx_threads(r->k);
+    float *p = malloc(nth * cap * sizeof(float));
+    if (!p)
+        return false;
+    free(r->scores);
+    r->scores = p;
+    r->scores_cap = cap;
+    return true;
+}
+
+hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
+                  hp_errbuf *eb)
+{
+    if (!r || (n_items > 0 && !items) || n_items < 0)
+        return hp_errf(eb, HP_ERR_INVALID, "forward: bad arguments");
+    const hp_hparams *hp = &r->m->hp;
+    /* Validate everything first: on any error nothing changes. */
+    long total = 0;
+    int max_pos = 0;
+    for (int i = 0; i < n_items; i++) {
+        const hp_batch_item *it = &items[i];
+        if (!it->seq || it->n < 0 || (it->n > 0 && !it->tokens))
+            return hp_errf(eb, HP_ERR_INVALID, "forward: item %d malformed",
+                           i);
+        if (it->seq->m != r->m)
+            return hp_errf(eb, HP_ERR_INVALID,
+                           "forward: item %d: sequence of another model", i);
+        if (it->n == 0 && it->logits)
+            return hp_errf(eb, HP_ERR_INVALID,
+                           "forward: item %d: logits asked for no tokens", i);
+        for (int j = 0; j < i; j++)
+            if (items[j].seq == it->seq)
+                return hp_errf(eb, HP_ERR_INVALID,
+                               "forward: items %d and %d share a sequence",
+                               j, i);
+        total += it->n;
+        if (total > r->max_tokens)
+            return hp_errf(eb, HP_ERR_RANGE,
+                           "forward: batch over %d tokens", r->max_tokens);
+        if (it->n > it->seq->n_ctx - it->seq->len)
+            return hp_errf(eb, HP_ERR_RANGE,
+                           "forward: item %d: context full (%d + %d > %d)",
+                           i, it->seq->len, it->n, it->seq->n_ctx);
+        for (int j = 0; j < it->n; j++)
+            if (it->tokens[j] < 0 || it->tokens[j] >= hp->n_vocab)
+                return hp_errf(eb, HP_ERR_INVALID,
+                               "forward: item %d: token id %d out of range "
+                               "(vocabulary %d)", i, (int)it->tokens[j],
+                               hp->n_vocab);
+        if (it->seq->len + it->n > max_pos)
+            max_pos = it->seq->len + it->n;
+    }
+    if (!reserve_scores(r, (size_t)max_pos))
+        return hp_errf(eb, HP_ERR_NOMEM, "forward: out of memory");
+    int T = (int)total;
+    if (T == 0)
+        return HP_OK;
+
+    /* Lay out rows: items' tokens back to back; remember each item's last
+     * row for the output head. */
+    int last_row_stack[64];
+    int *last_row = n_items <= 64 ? last_row_stack
+                                  : malloc((size_t)n_items * sizeof(int));
+    if (!last_row)
+        return hp_errf(eb, HP_ERR_NOMEM, "forward: out of memory");
+    int row = 0;
+    for (int i = 0; i < n_items; i++) {
+        hp_batch_item *it = &items[i];
+        for (int j = 0; j < it->n; j++, row++) {
+            r->refs[row].seq = it->seq;
+            r->refs[row].pos = it->seq->len + j;
+            hp_get_row(r->m->tok_embd.type, r->m->tok_embd.data,
+                       it->tokens[j], hp->n_embd,
+                       r->x + (size_t)row * (size_t)hp->n_embd);
+        }
+        last_row[i] = row - 1;
+    }
+    rope_tables(r, T);
+    for (int l = 0; l < hp->n_layer; l++)
+        block(r, l, T);
+    head(r, items, n_items, last_row);
+    for (int i = 0; i < n_items; i++)
+        items[i].seq->len += items[i].n;
+    if (last_row != last_row_stack)
+        free(last_row);
+    return HP_OK;
+}
