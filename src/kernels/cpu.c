@@ -3,6 +3,9 @@
  * pointer to a constant table, set by hp_kernels_init/hp_kernels_force and
  * read by hp_matmul. HOTPATH_KERNELS=scalar forces the reference path
  * (useful to bisect a numeric difference to the SIMD code). */
+#if defined(HP_HAVE_AVX2)
+#include <cpuid.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +15,24 @@
 
 static _Atomic(const hp_kern__impl *) active;
 
+/* AVX2 + FMA + F16C, and the OS saves YMM state. Read from CPUID directly:
+ * clang's __builtin_cpu_supports does not know "f16c". */
 static bool cpu_has_avx2(void)
 {
 #if defined(HP_HAVE_AVX2)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), f16c = c & (1u << 29);
+    if (!fma || !osxsave || !f16c)
+        return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) /* XMM and YMM state enabled by the OS */
+        return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return (b & (1u << 5)) != 0;
 #else
     return false;
 #endif
