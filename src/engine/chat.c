@@ -1,43 +1,370 @@
-/* chat.c: placeholder (real implementation in progress by sampler). */
+/* chat.c: owns prompt rendering for chat messages (hp_chat_*).
+ *
+ * Detects a chat format from marker strings in the model's Jinja template
+ * and renders it with hand-written C that follows each model family's
+ * published template. Differences from the Jinja originals, all chosen so
+ * that a valid request never fails:
+ *   - templates that raise on unsupported roles or on non-alternating
+ *     turns (Llama 2, Mistral, Gemma) render every role other than
+ *     "assistant" (and a leading "system") as a user turn;
+ *   - Zephyr and Phi-3 templates silently drop unknown roles; here they
+ *     become user turns so no content is lost;
+ *   - a system prompt in formats without a system role is merged into the
+ *     first user turn: Llama 2 wraps it in <<SYS>>, Mistral and Gemma
+ *     prepend it plus a blank line (as Mistral v0.3 and Gemma 3 do);
+ *   - a system prompt with no turn to merge into becomes a turn of its own.
+ * NULL roles or contents count as empty strings. Knows nothing of tokens,
+ * JSON or HTTP. Exports chat.h; included by nothing. */
 #include "engine/chat.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- string builder ------------------------------------------------------ */
+
+typedef struct sb {
+    char *s; /* owns */
+    size_t len, cap;
+    bool oom;
+} sb;
+
+static void sb_putn(sb *b, const char *s, size_t n)
+{
+    if (b->oom || n == 0)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap : 256;
+        while (c < b->len + n + 1)
+            c *= 2;
+        char *q = realloc(b->s, c);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->s = q;
+        b->cap = c;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_put(sb *b, const char *s)
+{
+    if (s)
+        sb_putn(b, s, strlen(s));
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+           c == '\f';
+}
+
+/* Append s without leading and trailing ASCII whitespace (Jinja's trim,
+ * Python's strip() on ASCII text). */
+static void sb_put_trim(sb *b, const char *s)
+{
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    size_t i = 0;
+    while (i < n && is_space(s[i]))
+        i++;
+    while (n > i && is_space(s[n - 1]))
+        n--;
+    sb_putn(b, s + i, n - i);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static const char *str(const char *s)
+{
+    return s ? s : "";
+}
+
+static bool role_is(const hp_chat_msg *m, const char *r)
+{
+    return m->role && strcmp(m->role, r) == 0;
+}
+
+/* Index of the first message after a leading system message, and that
+ * system message's content (or NULL). */
+static int split_system(const hp_chat_msg *msgs, int n, const char **sys)
+{
+    *sys = NULL;
+    if (n > 0 && role_is(&msgs[0], "system")) {
+        *sys = str(msgs[0].content);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- detection ----------------------------------------------------------- */
+
 hp_chat_format hp_chat_detect(const char *tmpl)
 {
-    (void)tmpl;
+    if (!tmpl || !tmpl[0])
+        return HP_CHAT_FALLBACK;
+    if (strstr(tmpl, "<|im_start|>"))
+        return HP_CHAT_CHATML;
+    if (strstr(tmpl, "<|start_header_id|>"))
+        return HP_CHAT_LLAMA3;
+    if (strstr(tmpl, "<start_of_turn>"))
+        return HP_CHAT_GEMMA;
+    if (strstr(tmpl, "[INST]"))
+        return strstr(tmpl, "<<SYS>>") ? HP_CHAT_LLAMA2 : HP_CHAT_MISTRAL;
+    /* Zephyr and Phi-3 share <|user|>; Phi-3 closes turns with <|end|>,
+     * Zephyr with eos_token (</s>). */
+    if (strstr(tmpl, "<|user|>"))
+        return strstr(tmpl, "<|end|>") ? HP_CHAT_PHI3 : HP_CHAT_ZEPHYR;
     return HP_CHAT_FALLBACK;
 }
 
 const char *hp_chat_format_name(hp_chat_format f)
 {
-    (void)f;
+    switch (f) {
+    case HP_CHAT_FALLBACK:
+        return "fallback";
+    case HP_CHAT_CHATML:
+        return "chatml";
+    case HP_CHAT_LLAMA2:
+        return "llama2";
+    case HP_CHAT_LLAMA3:
+        return "llama3";
+    case HP_CHAT_MISTRAL:
+        return "mistral";
+    case HP_CHAT_ZEPHYR:
+        return "zephyr";
+    case HP_CHAT_PHI3:
+        return "phi3";
+    case HP_CHAT_GEMMA:
+        return "gemma";
+    }
     return "fallback";
+}
+
+/* ---- renderers ----------------------------------------------------------- */
+
+/* "<role>: <content>\n" per message, then "assistant:" (docs/API.md). */
+static void render_fallback(sb *b, const hp_chat_msg *m, int n, bool gen)
+{
+    for (int i = 0; i < n; i++) {
+        sb_put(b, str(m[i].role));
+        sb_put(b, ": ");
+        sb_put(b, str(m[i].content));
+        sb_put(b, "\n");
+    }
+    if (gen)
+        sb_put(b, "assistant:");
+}
+
+/* <|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n */
+static void render_chatml(sb *b, const hp_chat_msg *m, int n, bool gen)
+{
+    for (int i = 0; i < n; i++) {
+        sb_put(b, "<|im_start|>");
+        sb_put(b, str(m[i].role));
+        sb_put(b, "\n");
+        sb_put(b, str(m[i].content));
+        sb_put(b, "<|im_end|>\n");
+    }
+    if (gen)
+        sb_put(b, "<|im_start|>assistant\n");
+}
+
+/* bos, then <|start_header_id|>role<|end_header_id|>\n\ncontent|trim
+ * <|eot_id|> per message (Meta Llama 3 Instruct). */
+static void render_llama3(sb *b, const hp_chat_msg *m, int n, bool gen,
+                          const char *bos)
+{
+    if (n > 0)
+        sb_put(b, bos); /* the template writes bos_token before message 0 */
+    for (int i = 0; i < n; i++) {
+        sb_put(b, "<|start_header_id|>");
+        sb_put(b, str(m[i].role));
+        sb_put(b, "<|end_header_id|>\n\n");
+        sb_put_trim(b, m[i].content);
+        sb_put(b, "<|eot_id|>");
+    }
+    if (gen)
+        sb_put(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+/* One Llama 2 user turn: bos[INST] strip(<<SYS>>..<</SYS>>\n\n + text)
+ * [/INST]. */
+static void llama2_user(sb *b, const char *sys, const char *text,
+                        const char *bos)
+{
+    sb tmp = {NULL, 0, 0, false};
+    if (sys) {
+        sb_put(&tmp, "<<SYS>>\n");
+        sb_put(&tmp, sys);
+        sb_put(&tmp, "\n<</SYS>>\n\n");
+    }
+    sb_put(&tmp, text);
+    if (tmp.oom)
+        b->oom = true;
+    sb_put(b, bos);
+    sb_put(b, "[INST] ");
+    sb_put_trim(b, tmp.s ? tmp.s : "");
+    sb_put(b, " [/INST]");
+    free(tmp.s);
+}
+
+/* Meta Llama 2 chat: no generation prompt (the [/INST] is one). */
+static void render_llama2(sb *b, const hp_chat_msg *m, int n,
+                          const char *bos, const char *eos)
+{
+    const char *sys;
+    int i = split_system(m, n, &sys);
+    for (; i < n; i++) {
+        if (role_is(&m[i], "assistant")) {
+            if (sys) {
+                llama2_user(b, sys, "", bos);
+                sys = NULL;
+            }
+            sb_put(b, " ");
+            sb_put_trim(b, m[i].content);
+            sb_put(b, " ");
+            sb_put(b, eos);
+        } else {
+            llama2_user(b, sys, str(m[i].content), bos);
+            sys = NULL;
+        }
+    }
+    if (sys)
+        llama2_user(b, sys, "", bos);
+}
+
+/* Mistral Instruct v0.1/v0.2: bos[INST] text [/INST]answer</s>... */
+static void render_mistral(sb *b, const hp_chat_msg *m, int n,
+                           const char *bos, const char *eos)
+{
+    const char *sys;
+    int i = split_system(m, n, &sys);
+    sb_put(b, bos);
+    for (; i < n; i++) {
+        if (role_is(&m[i], "assistant")) {
+            if (sys) {
+                sb_put(b, "[INST] ");
+                sb_put(b, sys);
+                sb_put(b, " [/INST]");
+                sys = NULL;
+            }
+            sb_put(b, str(m[i].content));
+            sb_put(b, eos);
+        } else {
+            sb_put(b, "[INST] ");
+            if (sys) {
+                sb_put(b, sys);
+                sb_put(b, "\n\n");
+                sys = NULL;
+            }
+            sb_put(b, str(m[i].content));
+            sb_put(b, " [/INST]");
+        }
+    }
+    if (sys) {
+        sb_put(b, "[INST] ");
+        sb_put(b, sys);
+        sb_put(b, " [/INST]");
+    }
+}
+
+/* Zephyr (<|role|>\ncontent + eos + \n) and Phi-3 (same with <|end|>):
+ * both know system, user and assistant. */
+static void render_tagged(sb *b, const hp_chat_msg *m, int n, bool gen,
+                          const char *end)
+{
+    for (int i = 0; i < n; i++) {
+        const char *r = "user";
+        if (role_is(&m[i], "system") || role_is(&m[i], "assistant"))
+            r = m[i].role;
+        sb_put(b, "<|");
+        sb_put(b, r);
+        sb_put(b, "|>\n");
+        sb_put(b, str(m[i].content));
+        sb_put(b, end);
+        sb_put(b, "\n");
+    }
+    if (gen)
+        sb_put(b, "<|assistant|>\n");
+}
+
+/* Gemma: bos<start_of_turn>user\ntext<end_of_turn>\n, assistant is
+ * "model"; the system prompt prefixes the first turn (Gemma 3). */
+static void render_gemma(sb *b, const hp_chat_msg *m, int n, bool gen,
+                         const char *bos)
+{
+    const char *sys;
+    int i = split_system(m, n, &sys);
+    sb_put(b, bos);
+    if (sys && i == n) {
+        sb_put(b, "<start_of_turn>user\n");
+        sb_put(b, sys);
+        sb_put(b, "<end_of_turn>\n");
+    }
+    for (; i < n; i++) {
+        sb_put(b, "<start_of_turn>");
+        sb_put(b, role_is(&m[i], "assistant") ? "model" : "user");
+        sb_put(b, "\n");
+        if (sys) {
+            sb_put(b, sys);
+            sb_put(b, "\n\n");
+            sys = NULL;
+        }
+        sb_put_trim(b, m[i].content);
+        sb_put(b, "<end_of_turn>\n");
+    }
+    if (gen)
+        sb_put(b, "<start_of_turn>model\n");
 }
 
 char *hp_chat_render(hp_chat_format f, const hp_chat_msg *msgs, int n,
                      bool add_generation_prompt, const char *bos,
                      const char *eos)
 {
-    (void)f;
-    (void)bos;
-    (void)eos;
-    size_t len = 1 + (add_generation_prompt ? 10 : 0);
-    for (int i = 0; i < n; i++)
-        len += strlen(msgs[i].role ? msgs[i].role : "") + 3 +
-               strlen(msgs[i].content ? msgs[i].content : "");
-    char *s = malloc(len);
-    if (!s)
-        return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        strcat(s, msgs[i].role ? msgs[i].role : "");
-        strcat(s, ": ");
-        strcat(s, msgs[i].content ? msgs[i].content : "");
-        strcat(s, "\n");
+    sb b = {NULL, 0, 0, false};
+    bool gen = add_generation_prompt;
+    if (!msgs || n < 0)
+        n = 0;
+    bos = str(bos);
+    eos = str(eos);
+    switch (f) {
+    case HP_CHAT_CHATML:
+        render_chatml(&b, msgs, n, gen);
+        break;
+    case HP_CHAT_LLAMA2:
+        render_llama2(&b, msgs, n, bos, eos);
+        break;
+    case HP_CHAT_LLAMA3:
+        render_llama3(&b, msgs, n, gen, bos);
+        break;
+    case HP_CHAT_MISTRAL:
+        render_mistral(&b, msgs, n, bos, eos);
+        break;
+    case HP_CHAT_ZEPHYR:
+        render_tagged(&b, msgs, n, gen, eos);
+        break;
+    case HP_CHAT_PHI3:
+        render_tagged(&b, msgs, n, gen, "<|end|>");
+        if (!gen)
+            sb_put(&b, eos);
+        break;
+    case HP_CHAT_GEMMA:
+        render_gemma(&b, msgs, n, gen, bos);
+        break;
+    case HP_CHAT_FALLBACK:
+    default:
+        render_fallback(&b, msgs, n, gen);
+        break;
     }
-    if (add_generation_prompt)
-        strcat(s, "assistant:");
-    return s;
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    if (!b.s)
+        return calloc(1, 1); /* empty prompt */
+    return b.s;
 }
