@@ -20,11 +20,10 @@ typedef struct hp_kern__quant {
 const hp_kern__quant *hp_kern__quant_ops(hp_dtype t);
 
 /* Activations quantized for integer dot products: 32 values = d * qs[i].
- * d is kept in f32 (not f16 as in Q8_0 files) because it is never stored;
- * sum = sum(qs) lets Q4_0 fold its -8 offset into one multiply per block. */
+ * d is kept in f32 (not f16 as in Q8_0 files) because it is never stored,
+ * which also keeps the activation error at the int8 rounding alone. */
 typedef struct hp_kern__q8x {
     float d;
-    int32_t sum;
     int8_t qs[32];
 } hp_kern__q8x;
 

@@ -147,14 +147,9 @@ void hp_kern__quant_q8x(const float *x, hp_kern__q8x *dst, int n)
             amax = fmaxf(amax, fabsf(v[j]));
         float d = amax / 127.0f;
         float id = d != 0.0f ? 1.0f / d : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            int q = clampi(roundf(v[j] * id), -127, 127);
-            dst[i].qs[j] = (int8_t)q;
-            sum += q;
-        }
+        for (int j = 0; j < 32; j++)
+            dst[i].qs[j] = (int8_t)clampi(roundf(v[j] * id), -127, 127);
         dst[i].d = d;
-        dst[i].sum = sum;
     }
 }
 

@@ -3,7 +3,8 @@
  * batch (nb = 16), and a memory read-bandwidth probe (the roofline a decode
  * step can reach). Not a test: run by hand, numbers go in docs/BENCHMARKS.md.
  *
- *   kbench [rows cols] [threads]      default 2048 x 8192, all cores
+ *   kbench [rows cols] [threads] [impl] [dtype]
+ *   default 2048 x 8192, all cores, every impl and dtype
  *
  * Weights are cycled over copies totalling >= 512 MiB so every call streams
  * from DRAM, not from the (large, shared) L3 of a server CPU. */
@@ -97,6 +98,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 4)
         nt = (int)strtol(argv[3], NULL, 10);
+    const char *only_impl = argc >= 5 ? argv[4] : NULL;
+    const char *only_type = argc >= 6 ? argv[5] : NULL;
     if (rows <= 0 || cols <= 0 || cols % 32 != 0) {
         fprintf(stderr, "usage: kbench [rows cols(multiple of 32)] [threads]\n");
         return 2;
@@ -106,6 +109,8 @@ int main(int argc, char **argv)
     double sink = 0.0;
 
     size_t gib = (size_t)1 << 30;
+    if (only_impl != NULL)
+        gib >>= 3; /* a quick focused run: 128 MiB probe */
     float *buf = aligned_alloc(64, gib);
     if (buf == NULL)
         return 1;
@@ -138,6 +143,8 @@ int main(int argc, char **argv)
            "ms/call", "weight GB/s", "GFLOP/s");
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
         hp_dtype t = types[ti];
+        if (only_type != NULL && strcmp(only_type, hp_dtype_name(t)) != 0)
+            continue;
         size_t rb = (size_t)hp_dtype_row_bytes(t, cols);
         size_t mat = rb * rows;
         int copies = (int)(((size_t)512 << 20) / mat + 1);
@@ -152,6 +159,8 @@ int main(int argc, char **argv)
         for (int c = 1; c < copies; c++)
             memcpy(W + (size_t)c * mat, W, mat);
         for (int ii = 0; ii < ni; ii++) {
+            if (only_impl != NULL && strcmp(only_impl, impls[ii]->name) != 0)
+                continue;
             hp_kern__set(impls[ii]);
             static const int nbs[] = {1, 16};
             for (int bi = 0; bi < 2; bi++) {
