@@ -16,7 +16,7 @@
  * FMA per block applies both scales. The alternative kept below for
  * measurement (hp_kern__avx2_f32x) dequantizes weights to f32 and uses the
  * float activations. kbench 2048 x 8192, 1 thread, best ms of 3 runs
- * (shared 2-core Xeon VM under load 5, 2025-xx dev box; relative numbers):
+ * (shared 2-core Xeon VM under load 5, measured 2026-12-03; relative numbers):
  *              q4_0 nb=1  q4_0 nb=16  q8_0 nb=1  q8_0 nb=16
  *   int8 (xq)    2.14       16.5        3.09       19.2
  *   f32 (deq)    3.02       23.0        4.26       24.7
