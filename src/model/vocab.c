@@ -36,6 +36,8 @@
 #define MAX_TOKEN_TEXT (1u << 16)
 /* At most this many end-of-generation ids are remembered. */
 #define MAX_EOG 8
+/* SentencePiece's escaped space, U+2581 "▁". */
+#define WS "\xE2\x96\x81"
 
 struct hp_vocab {
     int32_t n;             /* number of tokens */
@@ -51,6 +53,9 @@ struct hp_vocab {
     bool add_bos, add_eos, add_space_prefix;
     int32_t byte_tok[256]; /* id of <0xNN>, -1 when absent */
     bool has_byte_tokens;
+    /* No piece has "▁" after another character, so no merge crosses the
+     * start of a word and words can be merged one at a time. */
+    bool word_split;
 
     /* Special-token matcher: distinct lengths of control/user-defined/
      * unknown texts, longest first, and which bytes can start one. */
@@ -170,6 +175,20 @@ static hp_err build_tables(hp_vocab *v)
     /* Later duplicates win, as in the reference loaders. */
     for (int32_t id = 0; id < v->n; id++)
         v->slots[find_slot(v, v->text + v->off[id], v->len[id])] = id;
+
+    v->word_split = true;
+    for (int32_t id = 0; id < v->n && v->word_split; id++) {
+        const char *t = v->text + v->off[id];
+        if (!is_piece_type(v->type[id]))
+            continue;
+        for (uint32_t i = 1; i + 3 <= v->len[id]; i++) {
+            if (memcmp(t + i, WS, 3) == 0 &&
+                (i < 3 || memcmp(t + i - 3, WS, 3) != 0)) {
+                v->word_split = false;
+                break;
+            }
+        }
+    }
 
     for (int b = 0; b < 256; b++) {
         char name[8];
@@ -537,21 +556,62 @@ static void emit_bytes(const hp_vocab *v, emitter *e, const char *s,
     }
 }
 
+/* Steps 3 and 4 for the symbols [a, b) of s, which no merge crosses. */
+static void encode_word(const hp_vocab *v, session *s, int a, int b,
+                        emitter *e)
+{
+    s->sym[a].prev = -1;
+    s->sym[b - 1].next = -1;
+
+    /* Step 3: merge best pairs. Each merge queues at most two new pairs,
+     * so the heap never holds more than 3 * (b - a) entries. */
+    s->heap_n = 0;
+    for (int i = a + 1; i < b; i++)
+        try_pair(v, s, i - 1, i);
+    while (s->heap_n > 0) {
+        bigram g = heap_pop(s);
+        symbol *l = &s->sym[g.left], *r = &s->sym[g.right];
+        if (l->len == 0 || r->len == 0 || l->len + r->len != g.len)
+            continue; /* stale: one side merged elsewhere since */
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            s->sym[r->next].prev = g.left;
+        try_pair(v, s, l->prev, g.left);
+        try_pair(v, s, g.left, l->next);
+    }
+
+    /* Step 4: symbols to ids. */
+    for (int i = a; i != -1; i = s->sym[i].next) {
+        const symbol *sy = &s->sym[i];
+        int32_t id = piece_id(v, s->buf + sy->start, sy->len);
+        if (id >= 0)
+            emit(e, id);
+        else
+            emit_bytes(v, e, s->buf + sy->start, sy->len);
+    }
+}
+
+static bool is_ws(const session *s, int i)
+{
+    return s->sym[i].len == 3 && memcmp(s->buf + s->sym[i].start, WS, 3) == 0;
+}
+
 /* Encode one raw-text segment with SentencePiece BPE. */
 static void encode_segment(const hp_vocab *v, session *s, const char *text,
                            size_t len, bool dummy_prefix, emitter *e)
 {
-    static const char ws[] = "\xE2\x96\x81"; /* U+2581 */
     uint32_t n = 0;
 
     /* Step 1: escape spaces, add the dummy prefix. */
     if (dummy_prefix) {
-        memcpy(s->buf, ws, 3);
+        memcpy(s->buf, WS, 3);
         n = 3;
     }
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ') {
-            memcpy(s->buf + n, ws, 3);
+            memcpy(s->buf + n, WS, 3);
             n += 3;
         } else {
             s->buf[n++] = text[i];
@@ -564,41 +624,23 @@ static void encode_segment(const hp_vocab *v, session *s, const char *text,
     int nsym = 0;
     for (uint32_t i = 0; i < n;) {
         uint32_t cl = char_len((const unsigned char *)s->buf + i, n - i);
-        s->sym[nsym] = (symbol){nsym - 1, -1, i, cl};
-        if (nsym > 0)
-            s->sym[nsym - 1].next = nsym;
+        s->sym[nsym] = (symbol){nsym - 1, nsym + 1, i, cl};
         nsym++;
         i += cl;
     }
 
-    /* Step 3: merge best pairs. Each merge queues at most two new pairs,
-     * so the heap never holds more than 3 * nsym entries. */
-    s->heap_n = 0;
-    for (int i = 1; i < nsym; i++)
-        try_pair(v, s, i - 1, i);
-    while (s->heap_n > 0) {
-        bigram b = heap_pop(s);
-        symbol *l = &s->sym[b.left], *r = &s->sym[b.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != b.len)
-            continue; /* stale: one side merged elsewhere since */
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            s->sym[r->next].prev = b.left;
-        try_pair(v, s, l->prev, b.left);
-        try_pair(v, s, b.left, l->next);
+    /* Steps 3-4 word by word when the vocabulary allows it: the result is
+     * the same (no candidate pair spans two words), but each heap stays
+     * small, which keeps long prompts linear and in cache. A word starts
+     * at a "▁" that follows another character. */
+    int a = 0;
+    for (int i = 1; i < nsym && v->word_split; i++) {
+        if (is_ws(s, i) && !is_ws(s, i - 1)) {
+            encode_word(v, s, a, i, e);
+            a = i;
+        }
     }
-
-    /* Step 4: symbols to ids. */
-    for (int i = 0; i != -1; i = s->sym[i].next) {
-        const symbol *sy = &s->sym[i];
-        int32_t id = piece_id(v, s->buf + sy->start, sy->len);
-        if (id >= 0)
-            emit(e, id);
-        else
-            emit_bytes(v, e, s->buf + sy->start, sy->len);
-    }
+    encode_word(v, s, a, nsym, e);
 }
 
 /* Special token whose text starts at text[i], longest first; -1 if none. */
@@ -742,7 +784,7 @@ size_t hp_token_to_piece(const hp_vocab *v, int32_t id, char *buf, size_t cap)
         break;
     }
     for (uint32_t i = 0; i < n;) {
-        if (i + 3 <= n && memcmp(t + i, "\xE2\x96\x81", 3) == 0) {
+        if (i + 3 <= n && memcmp(t + i, WS, 3) == 0) {
             put(buf, cap, &w, " ", 1);
             i += 3;
         } else {
