@@ -97,7 +97,9 @@ static bool reserve(char **p, size_t *cap, size_t need)
 static size_t release(hp_textstream *ts, size_t n)
 {
     size_t w = 0;
-    if (n > 0 && reserve(&ts->out, &ts->out_cap, 3 * n))
+    if (n == 0)
+        return 0;
+    if (reserve(&ts->out, &ts->out_cap, 3 * n))
         w = hp_utf8_sanitize(ts->buf, n, ts->out);
     memmove(ts->buf, ts->buf + n, ts->len - n);
     ts->len -= n;
