@@ -203,11 +203,18 @@ static hp_err parse_kvs(hp_gguf *g, cursor *c)
         const char *why = NULL;
         hp_err code = HP_ERR_FORMAT;
         if (!skip_value(c, t, 0, &why, &code)) {
+            /* A length or count past the end is what truncation looks
+             * like, so say both: where, and which field ran over. */
             if (strcmp(why, "truncated") == 0)
                 return hp_errf(c->eb, code,
                                "%s: truncated in metadata key %llu (%.*s)",
                                c->fname, (unsigned long long)i, kl,
                                kv->key.ptr);
+            if (strstr(why, "past end"))
+                return hp_errf(c->eb, code,
+                               "%s: truncated in metadata key %llu (%.*s): "
+                               "%s", c->fname, (unsigned long long)i, kl,
+                               kv->key.ptr, why);
             return hp_errf(c->eb, code, "%s: metadata key %llu (%.*s): %s",
                            c->fname, (unsigned long long)i, kl, kv->key.ptr,
                            why);
