@@ -1,0 +1,174 @@
+/* cmd_serve.c: `hotpath serve`: load a model, start the engine and serve
+ * the OpenAI-compatible HTTP API until SIGINT/SIGTERM.
+ *
+ * Prints exactly one line on stdout once listening, naming the real port
+ * (so `--port 0` can be used by tests and scripts):
+ *     hotpath: serving MODEL as NAME on http://HOST:PORT
+ * Everything else goes to stderr. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "engine/engine.h"
+#include "model/model.h"
+#include "server/server.h"
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: hotpath serve -m MODEL [options]\n\n"
+        "Serve MODEL over an OpenAI-compatible HTTP API:\n"
+        "  POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
+        "  GET /health (the /v1 prefix is optional).\n\n"
+        "options:\n"
+        "  -m, --model PATH        GGUF model file (required)\n"
+        "      --host HOST         address to bind (default 127.0.0.1)\n"
+        "      --port N            port (default 8080; 0 picks a free one)\n"
+        "  -c, --ctx-size N        context size per sequence (default: model's, at most 4096)\n"
+        "  -t, --threads K         threads for the forward pass (default: all cores)\n"
+        "      --parallel N        max sequences decoded together (default 4)\n"
+        "      --max-queue N       waiting requests before answering 429 (default 64)\n"
+        "      --max-body BYTES    request body limit (default 8388608 = 8 MiB)\n"
+        "      --model-name NAME   model id clients must send (default: the model's name)\n"
+        "      --timeout S         connection read/write timeout in seconds (default 600)\n"
+        "  -h, --help              this help\n");
+}
+
+int hp_cmd_serve(int argc, char **argv)
+{
+    enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
+           O_TIMEOUT };
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"ctx-size", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"parallel", required_argument, NULL, O_PARALLEL},
+        {"max-queue", required_argument, NULL, O_MAXQ},
+        {"max-body", required_argument, NULL, O_MAXBODY},
+        {"model-name", required_argument, NULL, O_NAME},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *model_path = NULL;
+    hp_server_opts so;
+    hp_server_opts_default(&so);
+    long ctx = 0, threads = 0, parallel = 0, maxq = -1, v = 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "m:c:t:h", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'm':
+            model_path = optarg;
+            break;
+        case O_HOST:
+            so.host = optarg;
+            break;
+        case O_PORT:
+            ok = hp_arg_long(optarg, 0, 65535, &v);
+            so.port = (int)v;
+            break;
+        case 'c':
+            ok = hp_arg_long(optarg, 1, 1 << 24, &ctx);
+            break;
+        case 't':
+            ok = hp_arg_long(optarg, 1, 4096, &threads);
+            break;
+        case O_PARALLEL:
+            ok = hp_arg_long(optarg, 1, 4096, &parallel);
+            break;
+        case O_MAXQ:
+            ok = hp_arg_long(optarg, 0, 1 << 20, &maxq);
+            break;
+        case O_MAXBODY:
+            ok = hp_arg_long(optarg, 64, 1L << 32, &v);
+            so.max_body = (size_t)v;
+            break;
+        case O_NAME:
+            so.model_name = optarg;
+            ok = optarg[0] != '\0';
+            break;
+        case O_TIMEOUT:
+            ok = hp_arg_long(optarg, 1, 86400, &v);
+            so.timeout_s = (int)v;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "hotpath serve: unknown or incomplete option '%s'\n\n",
+                    argv[optind - 1]);
+            serve_usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "hotpath serve: invalid value '%s' for %s\n",
+                    optarg, hp_arg_name(opts, c));
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hotpath serve: unexpected argument '%s'\n",
+                argv[optind]);
+        return 2;
+    }
+    if (!model_path) {
+        fprintf(stderr, "hotpath serve: -m MODEL is required\n\n");
+        serve_usage(stderr);
+        return 2;
+    }
+
+    hp_errbuf eb = {{0}};
+    hp_model *m = NULL;
+    hp_engine *e = NULL;
+    hp_server *srv = NULL;
+    int rc = 1;
+    if (hp_model_load(model_path, &m, &eb) != HP_OK) {
+        fprintf(stderr, "hotpath serve: cannot load model '%s': %s\n",
+                model_path, eb.msg);
+        return 1;
+    }
+    hp_engine_opts eo;
+    hp_engine_opts_default(&eo, m);
+    if (ctx > 0)
+        eo.n_ctx = (int)ctx;
+    if (threads > 0)
+        eo.n_threads = (int)threads;
+    if (parallel > 0)
+        eo.parallel = (int)parallel;
+    if (maxq >= 0)
+        eo.max_queue = (int)maxq;
+    if (hp_engine_new(m, &eo, &e, &eb) != HP_OK) {
+        fprintf(stderr, "hotpath serve: cannot start the engine: %s\n",
+                eb.msg);
+        goto done;
+    }
+    if (hp_server_new(e, &so, &srv, &eb) != HP_OK) {
+        fprintf(stderr, "hotpath serve: %s\n", eb.msg);
+        goto done;
+    }
+    bool v6 = strchr(so.host, ':') != NULL; /* URLs bracket IPv6 */
+    printf("hotpath: serving %s as %s on http://%s%s%s:%d\n", model_path,
+           hp_server_model_name(srv), v6 ? "[" : "", so.host, v6 ? "]" : "",
+           hp_server_port(srv));
+    fflush(stdout);
+    if (hp_server_run(srv, &eb) != HP_OK) {
+        fprintf(stderr, "hotpath serve: %s\n", eb.msg);
+        goto done;
+    }
+    fprintf(stderr, "hotpath: stopped\n");
+    rc = 0;
+done:
+    hp_server_free(srv);
+    hp_engine_free(e);
+    hp_model_free(m);
+    return rc;
+}

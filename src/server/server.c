@@ -1,0 +1,807 @@
+/* server.c: owns the HTTP server's lifecycle, routing and the bridge between
+ * libevent's loop and the engine's scheduler thread (hp_server_*).
+ *
+ * Threads: the event loop runs on the thread that calls hp_server_run; the
+ * engine calls on_engine_event on its scheduler thread. That callback only
+ * copies the event into the request's queue (a mutex-protected list) and
+ * calls event_active() on the request's wake event, which libevent (in
+ * pthreads mode) turns into on_wake on the loop thread; only the loop
+ * thread touches evhttp objects.
+ *
+ * Lifetime of a request's state (sreq): it holds two references, the
+ * loop's and the engine's. The engine's is dropped inside the callback that
+ * queues END or ERROR, under the same lock as the event_active call, so the
+ * loop (which drops its own reference only after draining that END, and
+ * only once the HTTP side is finished: reply sent or connection closed)
+ * always frees it, on its own thread, after the engine is done with it.
+ *
+ * Client disconnects: the connection's close callback cancels the engine
+ * request; the evhttp_request is not touched afterwards (a request libevent
+ * detached from the dying connection is freed inside that callback, as
+ * libevent hands its ownership to us then). Non-streamed requests wait
+ * without sending anything, so read events are enabled with no read
+ * callback (what evhttp itself does while it writes a reply) to learn about
+ * a close early.
+ *
+ * Oversized bodies are refused by libevent (evhttp_set_max_body_size, with
+ * lingering close so the client gets to read the answer); http_err.c
+ * rewrites its HTML page to OpenAI JSON. Knows HTTP and JSON; never sees a
+ * tensor. */
+#include "server/server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "model/model.h"
+#include "server/http_err.h"
+#include "server/openai_req.h"
+#include "server/openai_resp.h"
+#include "util/arena.h"
+
+/* Grace period for running requests when the server stops. */
+#define STOP_GRACE_S 5
+
+typedef struct sreq sreq;
+
+struct hp_server {
+    hp_engine *engine;          /* borrows */
+    const hp_model *model;      /* borrows */
+    char *model_name;           /* owns */
+    char *host;                 /* owns */
+    size_t max_body;            /* read by connections' rewrite callback */
+    int timeout_s;
+    int port;
+    long long created;          /* /v1/models "created" */
+    struct event_base *base;    /* owns */
+    struct evhttp *http;        /* owns */
+    struct evhttp_bound_socket *sock; /* owned by http */
+    struct event *sig_int, *sig_term; /* owns */
+    struct event *stop_ev;      /* owns: activated by hp_server_stop */
+    struct event *grace_ev;     /* owns: stop deadline */
+    sreq *reqs;                 /* in-flight requests (loop thread only) */
+    int n_reqs;
+    bool stopping;
+};
+
+/* One engine event, copied off the scheduler thread. */
+typedef struct qnode {
+    struct qnode *next;
+    hp_event_kind kind;
+    int index;
+    int32_t token;
+    hp_finish finish;
+    int prompt_tokens, completion_tokens;
+    bool has_lp;
+    hp_token_logprob lp;
+    size_t len;
+    char text[]; /* TOKEN/CHOICE_END text or ERROR message, NUL-terminated */
+} qnode;
+
+struct sreq {
+    hp_server *srv;             /* borrows */
+    sreq *prev, *next;          /* srv->reqs (loop thread) */
+    struct evhttp_request *req; /* borrows; NULL once replied or closed */
+    struct evhttp_connection *evcon; /* borrows; valid while req != NULL */
+    hp_request *ereq;           /* owns a reference */
+    hp_oai_resp *resp;          /* owns */
+    hp_oai_out out;             /* owns: scratch for the records to send */
+    struct event *wake;         /* owns: activated by the engine callback */
+    bool stream;
+    bool end_seen;              /* loop drained END/ERROR */
+    bool cancelled;             /* a choice ended CANCELLED */
+    pthread_mutex_t mu;
+    qnode *head, *tail;         /* mu */
+    bool engine_done;           /* mu: END/ERROR queued (or lost to OOM) */
+    int refs;                   /* mu: loop + engine */
+};
+
+/* ---- request state -------------------------------------------------------- */
+
+static void sreq_free(sreq *s)
+{
+    hp_server *srv = s->srv;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (srv->reqs == s)
+        srv->reqs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->n_reqs--;
+    qnode *q = s->head;
+    while (q) {
+        qnode *n = q->next;
+        free(q);
+        q = n;
+    }
+    if (s->wake)
+        event_free(s->wake);
+    hp_request_release(s->ereq);
+    hp_openai_resp_free(s->resp);
+    hp_oai_out_free(&s->out);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    if (srv->stopping && srv->n_reqs == 0)
+        event_base_loopbreak(srv->base);
+}
+
+/* Drop one reference; the last one frees. Only the loop thread frees (see
+ * the file comment), so the engine's drop never reaches zero. */
+static void sreq_unref(sreq *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int left = --s->refs;
+    pthread_mutex_unlock(&s->mu);
+    if (left == 0)
+        sreq_free(s);
+}
+
+/* The HTTP side is finished: forget the request and its connection. */
+static void http_detach(sreq *s)
+{
+    if (s->req && s->evcon)
+        evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+    s->req = NULL;
+    s->evcon = NULL;
+}
+
+/* Drop the loop's reference once both sides are finished. */
+static void sreq_maybe_done(sreq *s)
+{
+    if (s->end_seen && !s->req) {
+        s->end_seen = false; /* drop only once */
+        sreq_unref(s);
+    }
+}
+
+/* ---- engine thread -> loop ------------------------------------------------ */
+
+static void on_engine_event(const hp_event *ev, void *ud)
+{
+    sreq *s = ud;
+    const char *txt = ev->kind == HP_EV_ERROR ? ev->message : ev->text;
+    size_t len = ev->kind == HP_EV_ERROR ? (txt ? strlen(txt) : 0)
+                                         : (txt ? ev->len : 0);
+    qnode *q = malloc(sizeof *q + len + 1);
+    if (q) {
+        q->next = NULL;
+        q->kind = ev->kind;
+        q->index = ev->index;
+        q->token = ev->token;
+        q->finish = ev->finish;
+        q->prompt_tokens = ev->prompt_tokens;
+        q->completion_tokens = ev->completion_tokens;
+        q->has_lp = ev->lp != NULL;
+        if (ev->lp)
+            q->lp = *ev->lp;
+        q->len = len;
+        if (len)
+            memcpy(q->text, txt, len);
+        q->text[len] = '\0';
+    }
+    bool last = ev->kind == HP_EV_END || ev->kind == HP_EV_ERROR;
+    pthread_mutex_lock(&s->mu);
+    if (q) {
+        if (s->tail)
+            s->tail->next = q;
+        else
+            s->head = q;
+        s->tail = q;
+    }
+    if (last) {
+        s->engine_done = true;
+        s->refs--; /* the engine's reference; the loop still holds one */
+    }
+    event_active(s->wake, EV_READ, 1);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void send_json(struct evhttp_request *req, int status,
+                      const char *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    if (b)
+        evbuffer_add(b, body, len);
+    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
+    if (b)
+        evbuffer_free(b);
+}
+
+static void send_err(struct evhttp_request *req, const hp_oai_error *e)
+{
+    hp_http_err_send(req, e->status, e->type, e->param, e->code, e->message,
+                     NULL, NULL);
+}
+
+static void stream_write(sreq *s)
+{
+    if (!s->req || s->out.len == 0)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    if (b) {
+        evbuffer_add(b, s->out.data, s->out.len);
+        evhttp_send_reply_chunk(s->req, b);
+        evbuffer_free(b);
+    }
+    hp_oai_out_clear(&s->out);
+}
+
+static void stream_end(sreq *s)
+{
+    stream_write(s);
+    struct evhttp_request *req = s->req;
+    http_detach(s);
+    if (req)
+        evhttp_send_reply_end(req);
+}
+
+/* One queued event, on the loop thread. */
+static void handle_event(sreq *s, const qnode *q)
+{
+    if (q->kind == HP_EV_END || q->kind == HP_EV_ERROR)
+        s->end_seen = true;
+    if (q->kind == HP_EV_CHOICE_END && q->finish == HP_FINISH_CANCELLED)
+        s->cancelled = true;
+    if (!s->req)
+        return; /* client gone: just wait for END */
+    hp_event ev = {
+        .kind = q->kind,
+        .index = q->index,
+        .text = q->text,
+        .len = q->len,
+        .token = q->token,
+        .lp = q->has_lp ? &q->lp : NULL,
+        .finish = q->finish,
+        .prompt_tokens = q->prompt_tokens,
+        .completion_tokens = q->completion_tokens,
+        .message = q->text,
+    };
+    if (!s->stream) {
+        struct evhttp_request *req = s->req;
+        if (q->kind == HP_EV_ERROR) {
+            http_detach(s);
+            hp_http_err_send(req, 500, "server_error", NULL, NULL,
+                             q->text[0] ? q->text : "generation failed",
+                             NULL, NULL);
+            return;
+        }
+        bool done = hp_openai_resp_event(s->resp, &ev, &s->out);
+        if (!done)
+            return;
+        http_detach(s);
+        if (s->cancelled && s->srv->stopping)
+            hp_http_err_send(req, 503, "server_error", NULL, NULL,
+                             "The server is shutting down", NULL, NULL);
+        else if (s->out.oom)
+            hp_http_err_send(req, 500, "server_error", NULL, NULL,
+                             "out of memory building the response", NULL,
+                             NULL);
+        else
+            send_json(req, 200, s->out.data ? s->out.data : "{}",
+                      s->out.len);
+        return;
+    }
+    bool done = hp_openai_resp_event(s->resp, &ev, &s->out);
+    if (done)
+        stream_end(s);
+    else
+        stream_write(s);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sreq *s = arg;
+    pthread_mutex_lock(&s->mu);
+    qnode *q = s->head;
+    s->head = s->tail = NULL;
+    bool engine_done = s->engine_done;
+    pthread_mutex_unlock(&s->mu);
+    while (q) {
+        qnode *n = q->next;
+        handle_event(s, q);
+        free(q);
+        q = n;
+    }
+    if (engine_done && !s->end_seen && s->req) {
+        /* the END node was lost to out-of-memory: end as a failure */
+        qnode err = {.kind = HP_EV_ERROR};
+        handle_event(s, &err);
+    }
+    if (engine_done)
+        s->end_seen = true;
+    sreq_maybe_done(s);
+}
+
+/* The client went away (or the server is freeing connections). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    sreq *s = arg;
+    struct evhttp_request *req = s->req;
+    s->req = NULL;
+    s->evcon = NULL;
+    /* libevent detaches an unfinished request from a connection that fails
+     * (evcon becomes NULL) and leaves it to us; otherwise it frees it
+     * itself with the connection. */
+    if (req && evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
+    hp_request_cancel(s->ereq);
+    sreq_maybe_done(s);
+}
+
+/* Non-streamed requests send nothing for a while: listen for EOF without
+ * consuming data, exactly as evhttp does itself while writing a reply. */
+static void watch_for_close(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    bufferevent_data_cb rcb, wcb;
+    bufferevent_event_cb ecb;
+    void *cbarg;
+    if (!bev)
+        return;
+    bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
+    bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
+    bufferevent_enable(bev, EV_READ);
+}
+
+/* ---- endpoints -------------------------------------------------------- */
+
+static void handle_generate(hp_server *srv, struct evhttp_request *req,
+                            hp_oai_kind kind)
+{
+    hp_oai_error err = {0};
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > srv->max_body) {
+        hp_openai_error_set(&err, 413, "invalid_request_error", NULL, NULL,
+                            "The request body is too large: the limit is %zu "
+                            "bytes",
+                            srv->max_body);
+        send_err(req, &err);
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    if (!body) {
+        hp_http_err_send(req, 500, NULL, NULL, NULL, "out of memory", NULL,
+                         NULL);
+        return;
+    }
+    hp_arena *a = hp_arena_new(0);
+    sreq *s = calloc(1, sizeof *s);
+    if (!a || !s) {
+        hp_arena_free(a);
+        free(s);
+        hp_http_err_send(req, 500, NULL, NULL, NULL, "out of memory", NULL,
+                         NULL);
+        return;
+    }
+    const hp_model *m = srv->model;
+    hp_oai_limits lim = {.model_name = srv->model_name,
+                         .n_vocab = hp_vocab_size(m->vocab)};
+    hp_oai_req r;
+    int32_t *ids = NULL;
+    int n_ids = 0;
+    hp_err e = hp_openai_req_parse(kind, body, len, &lim, a, &r, &err);
+    if (e == HP_OK)
+        e = hp_openai_req_tokens(&r, m, a, &ids, &n_ids, &err);
+    if (e == HP_OK)
+        e = hp_openai_req_fit_context(
+            &r, n_ids, hp_engine_options(srv->engine)->n_ctx, &err);
+    if (e != HP_OK) {
+        send_err(req, &err);
+        goto fail;
+    }
+
+    hp_oai_resp_opts ro = {.kind = kind,
+                           .model = r.model,
+                           .n = r.gen.n,
+                           .logprobs = r.logprobs,
+                           .stream = r.stream,
+                           .include_usage = r.include_usage,
+                           .vocab = m->vocab};
+    if (r.echo) {
+        if (r.prompt) {
+            ro.echo = r.prompt;
+            ro.echo_len = r.prompt_len;
+        } else {
+            size_t cap = (size_t)n_ids * 64 + 1;
+            char *t = hp_arena_alloc(a, cap);
+            if (t) {
+                size_t n = hp_detokenize(m->vocab, ids, n_ids, true, t, cap);
+                ro.echo = t;
+                ro.echo_len = n < cap ? n : cap - 1;
+            }
+        }
+    }
+    s->srv = srv;
+    s->stream = r.stream;
+    s->refs = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    s->resp = hp_openai_resp_new(&ro);
+    s->wake = event_new(srv->base, -1, 0, on_wake, s);
+    if (!s->resp || !s->wake) {
+        hp_http_err_send(req, 500, NULL, NULL, NULL, "out of memory", NULL,
+                         NULL);
+        goto fail_state;
+    }
+    s->refs = 2; /* loop + engine, set before the engine can call back */
+    hp_errbuf eb = {{0}};
+    e = hp_engine_submit(srv->engine, ids, n_ids, &r.gen, on_engine_event, s,
+                         &s->ereq, &eb);
+    if (e != HP_OK) {
+        s->refs = 1;
+        if (e == HP_ERR_AGAIN)
+            hp_http_err_send(req, 429, "rate_limit_error", NULL,
+                             "queue_full",
+                             "The server is busy: too many requests are "
+                             "queued. Retry shortly.",
+                             "Retry-After", "1");
+        else if (e == HP_ERR_RANGE)
+            hp_http_err_send(req, 400, NULL,
+                             kind == HP_OAI_CHAT ? "messages" : "prompt",
+                             "context_length_exceeded", eb.msg, NULL, NULL);
+        else if (e == HP_ERR_INVALID)
+            hp_http_err_send(req, 400, NULL, NULL, NULL, eb.msg, NULL, NULL);
+        else
+            hp_http_err_send(req, 500, NULL, NULL, NULL,
+                             eb.msg[0] ? eb.msg : hp_strerror(e), NULL,
+                             NULL);
+        goto fail_state;
+    }
+    hp_arena_free(a); /* the engine copied what it keeps */
+
+    s->req = req;
+    s->evcon = evhttp_request_get_connection(req);
+    s->next = srv->reqs;
+    if (srv->reqs)
+        srv->reqs->prev = s;
+    srv->reqs = s;
+    srv->n_reqs++;
+    if (s->evcon)
+        evhttp_connection_set_closecb(s->evcon, on_conn_close, s);
+    if (s->stream) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Content-Type", "text/event-stream");
+        evhttp_add_header(h, "Cache-Control", "no-cache");
+        evhttp_add_header(h, "X-Accel-Buffering", "no");
+        evhttp_send_reply_start(req, 200, "OK");
+        hp_openai_resp_begin(s->resp, &s->out);
+        stream_write(s);
+    } else if (s->evcon) {
+        watch_for_close(s->evcon);
+    }
+    return;
+
+fail_state:
+    if (s->wake)
+        event_free(s->wake);
+    hp_openai_resp_free(s->resp);
+    pthread_mutex_destroy(&s->mu);
+fail:
+    free(s);
+    hp_arena_free(a);
+}
+
+static void handle_models(hp_server *srv, struct evhttp_request *req)
+{
+    json_t *o = json_pack("{s:s,s:[{s:s,s:s,s:I,s:s,s:I}]}", "object", "list",
+                          "data", "id", srv->model_name, "object", "model",
+                          "created", (json_int_t)srv->created, "owned_by",
+                          "hotpath", "max_model_len",
+                          (json_int_t)hp_engine_options(srv->engine)->n_ctx);
+    char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s)
+        send_json(req, 200, s, strlen(s));
+    else
+        hp_http_err_send(req, 500, NULL, NULL, NULL, "out of memory", NULL,
+                         NULL);
+    free(s);
+}
+
+static void handle_health(hp_server *srv, struct evhttp_request *req)
+{
+    (void)srv;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    send_json(req, 200, ok, sizeof ok - 1);
+}
+
+typedef enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH } route_id;
+
+typedef struct route {
+    const char *path; /* without the optional /v1 prefix */
+    enum evhttp_cmd_type method;
+    const char *allow;
+    route_id id;
+} route;
+
+static const route routes[] = {
+    {"/completions", EVHTTP_REQ_POST, "POST", R_COMPLETIONS},
+    {"/chat/completions", EVHTTP_REQ_POST, "POST", R_CHAT},
+    {"/models", EVHTTP_REQ_GET, "GET, HEAD", R_MODELS},
+    {"/health", EVHTTP_REQ_GET, "GET, HEAD", R_HEALTH},
+};
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    hp_server *srv = arg;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    if (!path || !path[0])
+        path = "/";
+    char norm[256];
+    size_t pl = strlen(path);
+    if (pl >= sizeof norm)
+        pl = sizeof norm - 1;
+    memcpy(norm, path, pl);
+    norm[pl] = '\0';
+    while (pl > 1 && norm[pl - 1] == '/') /* "/v1/models/" == "/v1/models" */
+        norm[--pl] = '\0';
+    const char *p = norm;
+    if (!strncmp(p, "/v1/", 4))
+        p += 3;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const route *rt = &routes[i];
+        if (strcmp(p, rt->path) != 0)
+            continue;
+        bool head_ok = method == EVHTTP_REQ_HEAD &&
+                       rt->method == EVHTTP_REQ_GET;
+        if (method != rt->method && !head_ok) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "Method not allowed for %.80s; allowed: %s", path,
+                     rt->allow);
+            hp_http_err_send(req, 405, "invalid_request_error", NULL,
+                             "method_not_allowed", msg, "Allow", rt->allow);
+            return;
+        }
+        if (srv->stopping) {
+            hp_http_err_send(req, 503, "server_error", NULL, NULL,
+                             "The server is shutting down", NULL, NULL);
+            return;
+        }
+        switch (rt->id) {
+        case R_COMPLETIONS:
+            handle_generate(srv, req, HP_OAI_COMPLETIONS);
+            return;
+        case R_CHAT:
+            handle_generate(srv, req, HP_OAI_CHAT);
+            return;
+        case R_MODELS:
+            handle_models(srv, req);
+            return;
+        case R_HEALTH:
+            handle_health(srv, req);
+            return;
+        }
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "Unknown request URL: %.100s", path);
+    hp_http_err_send(req, 404, "invalid_request_error", NULL,
+                     "unknown_url", msg, NULL, NULL);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
+{
+    hp_server *srv = arg;
+    struct bufferevent *bev =
+        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        hp_http_err_install_rewrite(bev, &srv->max_body);
+    return bev;
+}
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hp_server *srv = arg;
+    event_base_loopbreak(srv->base);
+}
+
+static void begin_stop(hp_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    if (srv->sock) {
+        evhttp_del_accept_socket(srv->http, srv->sock);
+        srv->sock = NULL;
+    }
+    for (sreq *s = srv->reqs; s; s = s->next)
+        hp_request_cancel(s->ereq);
+    if (srv->n_reqs == 0) {
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    struct timeval tv = {STOP_GRACE_S, 0};
+    srv->grace_ev = evtimer_new(srv->base, on_grace_over, srv);
+    if (srv->grace_ev)
+        evtimer_add(srv->grace_ev, &tv);
+    else
+        event_base_loopbreak(srv->base);
+}
+
+static void on_stop_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    begin_stop(arg);
+}
+
+void hp_server_opts_default(hp_server_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->max_body = 8u << 20;
+    o->timeout_s = 600;
+}
+
+hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
+                     hp_errbuf *eb)
+{
+    *out = NULL;
+    if (evthread_use_pthreads() != 0)
+        return hp_errf(eb, HP_ERR_INTERNAL, "libevent: no pthreads support");
+    hp_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return hp_errf(eb, HP_ERR_NOMEM, "out of memory");
+    srv->engine = e;
+    srv->model = hp_engine_model(e);
+    const char *name = o->model_name && o->model_name[0] ? o->model_name
+                                                         : srv->model->name;
+    srv->model_name = strdup(name ? name : "model");
+    srv->host = strdup(o->host && o->host[0] ? o->host : "127.0.0.1");
+    srv->max_body = o->max_body ? o->max_body : 8u << 20;
+    srv->timeout_s = o->timeout_s > 0 ? o->timeout_s : 600;
+    srv->created = (long long)time(NULL);
+    hp_err err = HP_ERR_NOMEM;
+    if (!srv->model_name || !srv->host)
+        goto fail;
+    srv->base = event_base_new();
+    if (!srv->base)
+        goto fail;
+    srv->http = evhttp_new(srv->base);
+    if (!srv->http)
+        goto fail;
+    evhttp_set_gencb(srv->http, on_request, srv);
+    evhttp_set_bevcb(srv->http, on_new_conn, srv);
+    evhttp_set_allowed_methods(
+        srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                       EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+                       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)srv->max_body);
+    evhttp_set_max_headers_size(srv->http, 64 * 1024);
+    evhttp_set_timeout(srv->http, srv->timeout_s);
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    srv->sock = evhttp_bind_socket_with_handle(srv->http, srv->host,
+                                               (ev_uint16_t)o->port);
+    if (!srv->sock) {
+        err = hp_errf(eb, HP_ERR_IO, "cannot listen on %s:%d: %s", srv->host,
+                      o->port,
+                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->sock);
+    srv->port = o->port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    srv->sig_int = evsignal_new(srv->base, SIGINT, on_stop_event, srv);
+    srv->sig_term = evsignal_new(srv->base, SIGTERM, on_stop_event, srv);
+    srv->stop_ev = event_new(srv->base, -1, 0, on_stop_event, srv);
+    if (!srv->sig_int || !srv->sig_term || !srv->stop_ev)
+        goto fail;
+    *out = srv;
+    return HP_OK;
+fail:
+    if (err == HP_ERR_NOMEM)
+        hp_errf(eb, err, "out of memory starting the server");
+    hp_server_free(srv);
+    return err;
+}
+
+int hp_server_port(const hp_server *s)
+{
+    return s->port;
+}
+
+const char *hp_server_model_name(const hp_server *s)
+{
+    return s->model_name;
+}
+
+hp_err hp_server_run(hp_server *s, hp_errbuf *eb)
+{
+    /* a client closing mid-write must not kill the process */
+    signal(SIGPIPE, SIG_IGN);
+    evsignal_add(s->sig_int, NULL);
+    evsignal_add(s->sig_term, NULL);
+    if (event_base_dispatch(s->base) < 0)
+        return hp_errf(eb, HP_ERR_INTERNAL, "event loop failed");
+    /* a stop that arrived without a signal event, e.g. a loop error */
+    if (!s->stopping)
+        begin_stop(s);
+    return HP_OK;
+}
+
+void hp_server_stop(hp_server *s)
+{
+    if (s && s->stop_ev)
+        event_active(s->stop_ev, EV_READ, 1);
+}
+
+void hp_server_free(hp_server *s)
+{
+    if (!s)
+        return;
+    /* Requests the engine still holds: wait until each has seen END so the
+     * callback can no longer touch them (bounded: the engine drops
+     * cancelled sequences within a step). */
+    for (sreq *r = s->reqs; r; r = r->next)
+        hp_request_cancel(r->ereq);
+    for (int i = 0; i < 200 && s->reqs; i++) {
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+        if (s->reqs) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (s->http)
+        evhttp_free(s->http); /* closes connections: close callbacks run */
+    while (s->reqs) {
+        sreq *r = s->reqs;
+        pthread_mutex_lock(&r->mu);
+        bool engine_done = r->engine_done;
+        pthread_mutex_unlock(&r->mu);
+        if (!engine_done)
+            break; /* the engine may still call back: leak rather than
+                      free under it (hp_engine_free cancels and joins) */
+        r->req = NULL;
+        r->end_seen = true;
+        r->refs = 1;
+        sreq_free(r);
+    }
+    if (s->sig_int)
+        event_free(s->sig_int);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->stop_ev)
+        event_free(s->stop_ev);
+    if (s->grace_ev)
+        event_free(s->grace_ev);
+    if (s->base && !s->reqs)
+        event_base_free(s->base);
+    free(s->model_name);
+    free(s->host);
+    free(s);
+}
