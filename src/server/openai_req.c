@@ -389,37 +389,37 @@ static hp_err parse_sampling(json_t *o, const hp_oai_limits *lim,
     long long x;
     bool given;
     hp_err e;
-        e = get_number(o, "temperature", 0, false, 2, &d, &given, err);
+    e = get_number(o, "temperature", 0, false, 2, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->temperature = (float)d;
-        e = get_number(o, "top_p", 0, true, 1, &d, &given, err);
+    e = get_number(o, "top_p", 0, true, 1, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->top_p = (float)d;
-        e = get_int(o, "top_k", -1, 1 << 30, &x, &given, err);
+    e = get_int(o, "top_k", -1, 1 << 30, &x, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->top_k = (int)x;
-        e = get_number(o, "min_p", 0, false, 1, &d, &given, err);
+    e = get_number(o, "min_p", 0, false, 1, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->min_p = (float)d;
-        e = get_number(o, "frequency_penalty", -2, false, 2, &d, &given, err);
+    e = get_number(o, "frequency_penalty", -2, false, 2, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->frequency_penalty = (float)d;
-        e = get_number(o, "presence_penalty", -2, false, 2, &d, &given, err);
+    e = get_number(o, "presence_penalty", -2, false, 2, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         sp->presence_penalty = (float)d;
-        e = get_number(o, "repeat_penalty", 0, true, 1e9, &d, &given, err);
+    e = get_number(o, "repeat_penalty", 0, true, 1e9, &d, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
@@ -442,35 +442,35 @@ static hp_err parse_gen(hp_oai_kind kind, json_t *o, const hp_oai_limits *lim,
     long long x;
     bool given;
     hp_err e;
-        e = get_int(o, "max_tokens", 1, 1 << 30, &x, &given, err);
+    e = get_int(o, "max_tokens", 1, 1 << 30, &x, &given, err);
     if (e != HP_OK)
         return e;
     if (given) {
         g->max_tokens = (int)x;
         out->has_max_tokens = true;
     }
-        e = get_int(o, "max_completion_tokens", 1, 1 << 30, &x, &given, err);
+    e = get_int(o, "max_completion_tokens", 1, 1 << 30, &x, &given, err);
     if (e != HP_OK)
         return e;
     if (given) {
         g->max_tokens = (int)x;
         out->has_max_tokens = true;
     }
-        e = get_int(o, "n", 1, HP_MAX_CHOICES, &x, &given, err);
+    e = get_int(o, "n", 1, HP_MAX_CHOICES, &x, &given, err);
     if (e != HP_OK)
         return e;
     if (given)
         g->n = (int)x;
-        e = parse_sampling(o, lim, a, &g->sampling, err);
+    e = parse_sampling(o, lim, a, &g->sampling, err);
     if (e != HP_OK)
         return e;
-        e = parse_stop(o, a, g, err);
+    e = parse_stop(o, a, g, err);
     if (e != HP_OK)
         return e;
-        e = get_bool(o, "ignore_eos", &g->ignore_eos, NULL, err);
+    e = get_bool(o, "ignore_eos", &g->ignore_eos, NULL, err);
     if (e != HP_OK)
         return e;
-        e = get_bool(o, "stream", &out->stream, NULL, err);
+    e = get_bool(o, "stream", &out->stream, NULL, err);
     if (e != HP_OK)
         return e;
     json_t *so = field(o, "stream_options");
@@ -491,7 +491,7 @@ static hp_err parse_gen(hp_oai_kind kind, json_t *o, const hp_oai_limits *lim,
                                        "be a boolean");
         out->include_usage = iu && json_is_true(iu);
     }
-        e = parse_logprobs(kind, o, out, err);
+    e = parse_logprobs(kind, o, out, err);
     if (e != HP_OK)
         return e;
     g->top_logprobs = out->logprobs;
