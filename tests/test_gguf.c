@@ -293,11 +293,13 @@ static void gguf_truncated_everywhere(void **state)
     size_t hdr = (size_t)(g->data_base - (const uint8_t *)g->map);
     hp_gguf_close(g);
     const char *cut = tmp_path("cut.gguf");
-    for (size_t len = 0; len < n; len++) {
+    spit(cut, b, n);
+    /* Shrinking one file in place is far cheaper than writing thousands. */
+    for (size_t len = n - 1; len != (size_t)-1; len--) {
         /* Every header byte; then every 97th byte of the data. */
         if (len > hdr && (len - hdr) % 97 != 0)
             continue;
-        spit(cut, b, len);
+        assert_int_equal(truncate(cut, (off_t)len), 0);
         eb.msg[0] = '\0';
         hp_err e = hp_gguf_open(cut, &g, &eb);
         assert_null(g);
