@@ -236,7 +236,8 @@ hp_err hp_gguf_writer_copy_kvs(hp_gguf_writer *w, const hp_gguf *src,
     size_t plen = prefix ? strlen(prefix) : 0;
     for (uint64_t i = 0; i < src->n_kv; i++) {
         const hp_gguf_kv *kv = &src->kv[i];
-        if (kv->key.len < plen || memcmp(kv->key.ptr, prefix, plen) != 0)
+        if (prefix &&
+            (kv->key.len < plen || memcmp(kv->key.ptr, prefix, plen) != 0))
             continue;
         /* general.alignment is the writer's own business. */
         if (hp_str_eq(kv->key, "general.alignment"))
