@@ -412,7 +412,9 @@ int hp_cmd_bench(int argc, char **argv)
     if (st > 0)
         return st;
     /* Check the JSON path before a long run, not after. */
+    bool json_created = false;
     if (json_path) {
+        json_created = access(json_path, F_OK) != 0;
         FILE *f = fopen(json_path, "a");
         if (!f) {
             fprintf(stderr, "hotpath bench: --json %s: %s\n", json_path,
@@ -437,6 +439,8 @@ int hp_cmd_bench(int argc, char **argv)
         fputc('\n', stderr);
     if (e != HP_OK) {
         fprintf(stderr, "hotpath bench: %s\n", eb.msg);
+        if (json_created) /* leave no empty file behind */
+            unlink(json_path);
         hp_bench_result_free(&r);
         return 1;
     }
