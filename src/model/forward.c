@@ -350,7 +350,7 @@ static void head(hp_runner *r, hp_batch_item *items, int n_items,
     int E = hp->n_embd, V = hp->n_vocab;
     int i = 0;
     while (i < n_items) {
-        int rows = 0, idx[64];
+        int rows = 0, idx[64]; /* n_out_max <= 64 (hp_runner_new) */
         for (; i < n_items && rows < r->n_out_max; i++) {
             if (!items[i].logits || items[i].n == 0)
                 continue;
