@@ -24,7 +24,17 @@
  * As in SentencePiece, only normal, user-defined and unused tokens take
  * part in merges; control, unknown and byte tokens are reserved ids that
  * plain text can never produce (so the text "<0x0A>" or "</s>" is spelled
- * out, not turned into a byte or EOS token). */
+ * out, not turned into a byte or EOS token).
+ *
+ * Choices worth knowing (2024-era behaviour of the reference tools):
+ *   - parse_special matches control, user-defined and unknown-type texts,
+ *     leftmost-longest in one scan. llama.cpp instead tries tokens longest
+ *     first over the whole text; the two differ only when two special texts
+ *     overlap, which no shipped vocabulary does.
+ *   - An UNKNOWN token decodes to " ⁇ " as SentencePiece does; a
+ *     user-defined token decodes to its text verbatim.
+ *   - hp_detokenize's skip_leading_space applies only to vocabularies with
+ *     add_space_prefix, since only they add the space it removes. */
 #include "model/vocab.h"
 
 #include <stdio.h>
