@@ -31,7 +31,7 @@ static void serve_usage(FILE *f)
         "  -c, --ctx-size N        context size per sequence (default: model's, at most 4096)\n"
         "  -t, --threads K         threads for the forward pass (default: all cores)\n"
         "      --parallel N        max sequences decoded together (default 4)\n"
-        "      --max-queue N       waiting requests before answering 429 (default 64)\n"
+        "      --max-queue N       waiting requests before answering 429 (default 64, 0 = no limit)\n"
         "      --max-body BYTES    request body limit (default 8388608 = 8 MiB)\n"
         "      --model-name NAME   model id clients must send (default: the model's name)\n"
         "      --timeout S         connection read/write timeout in seconds (default 600)\n"
