@@ -197,10 +197,12 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
     hp_errbuf eb = {{0}};
     int n_ctx = n_prompt + n_gen + 1;
     hp_runner *r = hp_runner_new(m, n_prompt > 0 ? n_prompt : 1, threads);
-    hp_seq *s = hp_seq_new(m, n_ctx);
+    /* prefix caching off: every repetition must compute everything */
+    hp_kvpool *pool = hp_kvpool_new(m, hp_kv_blocks_for(n_ctx), false);
+    hp_seq *s = pool ? hp_seq_new(pool, n_ctx) : NULL;
     float *logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
-    if (!r || !s || !logits || !toks) {
+    if (!r || !pool || !s || !logits || !toks) {
         fprintf(stderr, "hotpath run --bench: out of memory\n");
         return 1;
     }
@@ -215,7 +217,10 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
             m->name, threads > 0 ? threads : 0, hp_kernels_impl(), n_prompt,
             n_gen, reps);
     for (int rep = -1; rep < reps; rep++) { /* rep -1 warms caches */
-        hp_seq_truncate(s, 0);
+        hp_seq_free(s);
+        s = hp_seq_new(pool, n_ctx);
+        if (!s)
+            return 1;
         double t0 = now_s();
         if (n_prompt > 0) {
             hp_batch_item it = {s, toks, n_prompt, logits};
@@ -225,7 +230,10 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
             }
         }
         double t1 = now_s();
-        hp_seq_truncate(s, 0);
+        hp_seq_free(s);
+        s = hp_seq_new(pool, n_ctx);
+        if (!s)
+            return 1;
         int32_t tok = toks[0];
         for (int i = 0; i < n_gen; i++) {
             hp_batch_item it = {s, &tok, 1, logits};
@@ -256,6 +264,7 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
     free(toks);
     free(logits);
     hp_seq_free(s);
+    hp_kvpool_free(pool);
     hp_runner_free(r);
     return 0;
 }

@@ -1,11 +1,16 @@
 /* engine.c: the scheduler thread that runs every request's sequences in
  * shared forward steps (see engine.h).
  *
- * Lifecycle of a request: WAITING in the queue -> admitted (sequences,
- * samplers and text streams allocated) -> PREFILL in chunks under the
- * per-step token budget -> DECODE one token per step per choice -> END.
- * Only the scheduler thread touches a request's run state; other threads
- * touch only the queue (under the lock), the cancel flag and refcount. */
+ * Each choice of a request is one sequence with its own token list
+ * (prompt + generated). At every step a sequence is fed the tokens it
+ * knows but has not evaluated yet: a whole prompt (in chunks under the
+ * step's token budget), one sampled token while decoding, or, after a
+ * preemption, everything again (mostly found in the prefix cache). When a
+ * sequence has evaluated all its tokens, the logits of the last one give
+ * the next token. One rule serves prefill, decode and resume.
+ *
+ * Only the scheduler thread touches run state; other threads touch the
+ * queue (under the lock), the cancel flag and the refcount. */
 #include "engine/engine.h"
 
 #include <pthread.h>
@@ -15,26 +20,27 @@
 #include <string.h>
 #include <time.h>
 
+#include "measure/metrics.h"
 #include "model/forward.h"
-#include "util/utf8.h"
+#include "model/kvcache.h"
 
-typedef enum req_state { REQ_WAITING, REQ_PREFILL, REQ_DECODE } req_state;
+#define MAX_ITEMS 256
 
 typedef struct choice {
-    hp_seq *seq;          /* owns */
+    hp_seq *seq;          /* owns; NULL while waiting or preempted */
     hp_sampler *smp;      /* owns */
     hp_textstream *ts;    /* owns */
     float *logits;        /* owns: n_vocab */
-    int32_t *gen;         /* owns: generated ids (for penalties) */
+    int32_t *toks;        /* owns: prompt then generated ids */
+    int n_toks;
     int n_gen;
-    int32_t next;         /* token to feed at the next decode step */
+    double t_last;        /* time of the last token (inter-token latency) */
     bool done;
 } choice;
 
 struct hp_request {
     atomic_int refs;
     atomic_bool cancel;
-    hp_engine *e;          /* borrows */
     int32_t *prompt;       /* owns */
     int n_prompt;
     hp_gen_params p;       /* stop[] point into stop_buf */
@@ -42,9 +48,10 @@ struct hp_request {
     hp_logit_bias *bias;   /* owns: copy of p.sampling.logit_bias */
     hp_event_cb cb;
     void *ud;
+    double t_submit;
     /* scheduler-thread state */
-    req_state state;
-    int n_prefilled;       /* prompt tokens evaluated into choice 0 */
+    bool started;          /* run state allocated */
+    bool first_token_seen;
     choice ch[HP_MAX_CHOICES];
     struct hp_request *next; /* queue / active list link */
 };
@@ -52,18 +59,29 @@ struct hp_request {
 struct hp_engine {
     hp_model *model;       /* borrows */
     hp_engine_opts o;
-    hp_runner *runner;     /* owns; used by the scheduler thread only */
+    hp_runner *runner;     /* owns; scheduler thread only */
+    hp_kvpool *pool;       /* owns; scheduler thread only */
+    struct plan *plan;     /* owns: the step's batch, scheduler thread only */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
     hp_request *wait_head, *wait_tail; /* under mu */
     int n_waiting;                     /* under mu */
-    hp_request *active;    /* scheduler thread only */
-    atomic_int running;    /* sequences in flight, for stats */
-    atomic_uint_fast64_t prompt_tokens, gen_tokens;
+    hp_request *active;    /* scheduler thread only; admission order */
+    atomic_int running;
+    atomic_int kv_used;
+    atomic_uint_fast64_t prompt_tokens, gen_tokens, preemptions;
+    atomic_uint_fast64_t pc_queries, pc_hits;
     atomic_uint_fast64_t seed_counter;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 const char *hp_finish_name(hp_finish f)
 {
@@ -78,6 +96,7 @@ const char *hp_finish_name(hp_finish f)
 
 void hp_engine_opts_default(hp_engine_opts *o, const hp_model *m)
 {
+    memset(o, 0, sizeof *o);
     o->n_ctx = m && m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 4096
                    ? m->hp.n_ctx_train
                    : 4096;
@@ -85,6 +104,8 @@ void hp_engine_opts_default(hp_engine_opts *o, const hp_model *m)
     o->parallel = 4;
     o->batch_tokens = 512;
     o->max_queue = 64;
+    o->kv_blocks = 0;
+    o->prefix_cache = true;
 }
 
 void hp_gen_params_default(hp_gen_params *p)
@@ -104,7 +125,7 @@ static void choice_clear(choice *c)
     hp_sampler_free(c->smp);
     hp_textstream_free(c->ts);
     free(c->logits);
-    free(c->gen);
+    free(c->toks);
     memset(c, 0, sizeof *c);
 }
 
@@ -133,42 +154,26 @@ void hp_request_cancel(hp_request *r)
 
 /* ---- events ------------------------------------------------------------ */
 
-static void emit_token(hp_request *r, int idx, const char *text, size_t len,
-                       int32_t tok, const hp_token_logprob *lp)
-{
-    hp_event ev = {.kind = HP_EV_TOKEN, .index = idx, .text = text,
-                   .len = len, .token = tok, .lp = lp};
-    r->cb(&ev, r->ud);
-}
+static void emit(hp_request *r, const hp_event *ev) { r->cb(ev, r->ud); }
 
-static void emit_choice_end(hp_request *r, int idx, hp_finish f,
-                            const char *text, size_t len)
-{
-    hp_event ev = {.kind = HP_EV_CHOICE_END, .index = idx, .finish = f,
-                   .text = text ? text : "", .len = len};
-    r->cb(&ev, r->ud);
-}
-
-static void emit_end(hp_request *r)
+static void emit_end(hp_engine *e, hp_request *r)
 {
     int total = 0;
     for (int i = 0; i < r->p.n; i++)
         total += r->ch[i].n_gen;
+    hp_metrics_observe(e->o.metrics, HP_M_E2E, now_s() - r->t_submit);
+    hp_metrics_add_tokens(e->o.metrics, (uint64_t)r->n_prompt,
+                          (uint64_t)total);
     hp_event ev = {.kind = HP_EV_END, .prompt_tokens = r->n_prompt,
                    .completion_tokens = total, .text = ""};
-    r->cb(&ev, r->ud);
+    emit(r, &ev);
 }
 
-static void emit_error(hp_request *r, const char *msg)
-{
-    hp_event ev = {.kind = HP_EV_ERROR, .message = msg, .text = ""};
-    r->cb(&ev, r->ud);
-}
+/* ---- run state ------------------------------------------------------------ */
 
-/* ---- admission ----------------------------------------------------------- */
-
-/* Allocate a request's run state. False on out-of-memory. */
-static bool req_admit(hp_engine *e, hp_request *r)
+/* Allocate samplers, streams and token lists (not sequences: those come
+ * when a choice is scheduled). False on out-of-memory. */
+static bool req_start(hp_engine *e, hp_request *r)
 {
     const hp_model *m = e->model;
     int cap = r->n_prompt + r->p.max_tokens;
@@ -176,28 +181,30 @@ static bool req_admit(hp_engine *e, hp_request *r)
         choice *c = &r->ch[i];
         hp_sampling s = r->p.sampling;
         /* each choice draws its own stream: seed + index keeps a seeded
-         * request reproducible while choices differ */
-        if (s.has_seed)
+         * request reproducible while its choices differ */
+        if (s.has_seed) {
             s.seed += (uint64_t)i * 0x9E3779B97F4A7C15ull;
-        else {
+        } else {
             s.seed = (uint64_t)time(NULL) ^
-                     (atomic_fetch_add(&e->seed_counter, 1) * 0x9E3779B97F4A7C15ull);
+                     (atomic_fetch_add(&e->seed_counter, 1) *
+                      0x9E3779B97F4A7C15ull);
             s.has_seed = true;
         }
-        c->seq = hp_seq_new(m, cap);
         c->smp = hp_sampler_new(&s, m->hp.n_vocab);
         c->ts = hp_textstream_new(r->p.stop, r->p.n_stop);
         c->logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
-        c->gen = malloc(sizeof(int32_t) * (size_t)r->p.max_tokens);
-        if (!c->seq || !c->smp || !c->ts || !c->logits || !c->gen)
+        c->toks = malloc(sizeof(int32_t) * (size_t)cap);
+        if (!c->smp || !c->ts || !c->logits || !c->toks)
             return false;
+        memcpy(c->toks, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
+        c->n_toks = r->n_prompt;
     }
-    r->state = REQ_PREFILL;
-    r->n_prefilled = 0;
+    r->started = true;
+    hp_metrics_observe(e->o.metrics, HP_M_QUEUE, now_s() - r->t_submit);
     return true;
 }
 
-static int req_live_choices(const hp_request *r)
+static int live_choices(const hp_request *r)
 {
     int n = 0;
     for (int i = 0; i < r->p.n; i++)
@@ -205,35 +212,49 @@ static int req_live_choices(const hp_request *r)
     return n;
 }
 
-/* Finish one choice: release held text and report why it ended. The
- * sequence's memory goes back at once, not when the whole request ends. */
-static void choice_finish(hp_request *r, int idx, hp_finish f)
+/* Finish one choice: release held text (unless cancelled) and return its
+ * blocks at once rather than when the whole request ends. */
+static void choice_finish(hp_engine *e, hp_request *r, int idx, hp_finish f)
 {
     choice *c = &r->ch[idx];
     const char *txt = "";
     size_t len = 0;
-    if (f != HP_FINISH_CANCELLED) /* nobody reads a cancelled tail */
+    if (f != HP_FINISH_CANCELLED)
         hp_textstream_finish(c->ts, &txt, &len);
     c->done = true;
     hp_seq_free(c->seq);
     c->seq = NULL;
-    emit_choice_end(r, idx, f, txt, len);
+    hp_metrics_request_finished(e->o.metrics, hp_finish_name(f));
+    hp_event ev = {.kind = HP_EV_CHOICE_END, .index = idx, .finish = f,
+                   .text = txt, .len = len};
+    emit(r, &ev);
 }
 
-/* Sample the next token of choice idx from its logits and emit it. */
-static void choice_step(hp_engine *e, hp_request *r, int idx)
+/* All of choice idx's tokens are evaluated: sample the next one, emit it,
+ * and decide whether the choice goes on. */
+static void choice_sample(hp_engine *e, hp_request *r, int idx)
 {
     const hp_model *m = e->model;
     choice *c = &r->ch[idx];
     hp_token_logprob lp;
     bool want_lp = r->p.top_logprobs >= 0;
-    int32_t tok = hp_sampler_sample(c->smp, c->logits, c->gen, c->n_gen,
+    const int32_t *gen = c->toks + r->n_prompt;
+    int32_t tok = hp_sampler_sample(c->smp, c->logits, gen, c->n_gen,
                                     want_lp ? &lp : NULL,
                                     want_lp ? r->p.top_logprobs : 0);
-    c->gen[c->n_gen++] = tok;
+    double t = now_s();
+    if (!r->first_token_seen) {
+        r->first_token_seen = true;
+        hp_metrics_observe(e->o.metrics, HP_M_TTFT, t - r->t_submit);
+    } else if (c->n_gen > 0) {
+        hp_metrics_observe(e->o.metrics, HP_M_ITL, t - c->t_last);
+    }
+    c->t_last = t;
+    c->toks[c->n_toks++] = tok;
+    c->n_gen++;
     atomic_fetch_add(&e->gen_tokens, 1);
     if (!r->p.ignore_eos && hp_vocab_is_eog(m->vocab, tok)) {
-        choice_finish(r, idx, HP_FINISH_STOP);
+        choice_finish(e, r, idx, HP_FINISH_STOP);
         return;
     }
     char piece[256];
@@ -243,20 +264,24 @@ static void choice_step(hp_engine *e, hp_request *r, int idx)
     const char *out;
     size_t out_len;
     bool stopped = hp_textstream_push(c->ts, piece, n, &out, &out_len);
-    emit_token(r, idx, out, out_len, tok, want_lp ? &lp : NULL);
+    hp_event ev = {.kind = HP_EV_TOKEN, .index = idx, .text = out,
+                   .len = out_len, .token = tok, .lp = want_lp ? &lp : NULL};
+    emit(r, &ev);
     if (stopped) {
+        /* the stop string and anything held with it are dropped */
         c->done = true;
         hp_seq_free(c->seq);
         c->seq = NULL;
-        emit_choice_end(r, idx, HP_FINISH_STOP, "", 0);
+        hp_metrics_request_finished(e->o.metrics, "stop");
+        hp_event end = {.kind = HP_EV_CHOICE_END, .index = idx,
+                        .finish = HP_FINISH_STOP, .text = "", .len = 0};
+        emit(r, &end);
     } else if (c->n_gen >= r->p.max_tokens) {
-        choice_finish(r, idx, HP_FINISH_LENGTH);
-    } else {
-        c->next = tok;
+        choice_finish(e, r, idx, HP_FINISH_LENGTH);
     }
 }
 
-/* ---- the scheduler -------------------------------------------------------- */
+/* ---- active list ---------------------------------------------------------- */
 
 static void active_remove(hp_engine *e, hp_request *r)
 {
@@ -268,20 +293,28 @@ static void active_remove(hp_engine *e, hp_request *r)
     r->next = NULL;
 }
 
+static void active_append(hp_engine *e, hp_request *r)
+{
+    hp_request **tail = &e->active;
+    while (*tail)
+        tail = &(*tail)->next;
+    r->next = NULL;
+    *tail = r;
+}
+
 static int active_seqs(const hp_engine *e)
 {
     int n = 0;
     for (const hp_request *r = e->active; r; r = r->next)
-        n += r->state == REQ_PREFILL ? r->p.n : req_live_choices(r);
+        n += live_choices(r);
     return n;
 }
 
-/* End a request that is in the active list: deliver END, drop the
- * engine's reference. */
+/* End a request in the active list: deliver END, drop the engine's ref. */
 static void req_retire(hp_engine *e, hp_request *r)
 {
     active_remove(e, r);
-    emit_end(r);
+    emit_end(e, r);
     for (int i = 0; i < r->p.n; i++)
         choice_clear(&r->ch[i]);
     hp_request_release(r);
@@ -290,109 +323,195 @@ static void req_retire(hp_engine *e, hp_request *r)
 static void req_fail(hp_engine *e, hp_request *r, const char *msg)
 {
     active_remove(e, r);
-    emit_error(r, msg);
+    for (int i = 0; i < r->p.n; i++)
+        if (!r->ch[i].done)
+            hp_metrics_request_finished(e->o.metrics, "error");
+    hp_event ev = {.kind = HP_EV_ERROR, .message = msg, .text = ""};
+    emit(r, &ev);
     for (int i = 0; i < r->p.n; i++)
         choice_clear(&r->ch[i]);
     hp_request_release(r);
 }
 
-/* Move queued requests into the active list while sequences are free.
- * Called with mu held. */
-static void admit_waiting(hp_engine *e, hp_request **admitted)
+/* The newest admitted request that holds KV blocks, or NULL. */
+static hp_request *newest_holder(hp_engine *e)
 {
-    int seqs = active_seqs(e);
-    while (e->wait_head && seqs + e->wait_head->p.n <= e->o.parallel) {
-        hp_request *r = e->wait_head;
-        e->wait_head = r->next;
-        if (!e->wait_head)
-            e->wait_tail = NULL;
-        e->n_waiting--;
-        r->next = *admitted;
-        *admitted = r;
-        seqs += r->p.n;
-    }
+    hp_request *victim = NULL;
+    for (hp_request *r = e->active; r; r = r->next)
+        for (int i = 0; i < r->p.n; i++)
+            if (r->ch[i].seq)
+                victim = r;
+    return victim;
 }
 
-/* One step: build the batch, run it, sample. */
+/* Free a running request's blocks and put it back at the head of the
+ * queue; it resumes later by recomputing its tokens (mostly found in the
+ * prefix cache), so its output does not change. */
+static void preempt(hp_engine *e, hp_request *victim)
+{
+    for (int i = 0; i < victim->p.n; i++) {
+        hp_seq_free(victim->ch[i].seq);
+        victim->ch[i].seq = NULL;
+    }
+    active_remove(e, victim);
+    pthread_mutex_lock(&e->mu);
+    victim->next = e->wait_head;
+    e->wait_head = victim;
+    if (!e->wait_tail)
+        e->wait_tail = victim;
+    e->n_waiting++;
+    pthread_mutex_unlock(&e->mu);
+    atomic_fetch_add(&e->preemptions, 1);
+}
+
+/* Give choice idx a sequence, attaching any cached prefix of its tokens.
+ * Choices after the first wait until the first has evaluated the prompt,
+ * so they find it in the prefix cache instead of recomputing it. */
+static bool choice_ensure_seq(hp_engine *e, hp_request *r, int idx)
+{
+    choice *c = &r->ch[idx];
+    if (c->seq)
+        return true;
+    if (idx > 0 && !r->ch[0].done &&
+        (!r->ch[0].seq || hp_seq_len(r->ch[0].seq) < r->n_prompt))
+        return false;
+    c->seq = hp_seq_new(e->pool, r->n_prompt + r->p.max_tokens);
+    if (!c->seq)
+        return false;
+    int hit = hp_seq_attach_prefix(c->seq, c->toks, c->n_toks);
+    if (idx == 0)
+        hp_metrics_prefix_cache(e->o.metrics, (uint64_t)c->n_toks,
+                                (uint64_t)hit);
+    return true;
+}
+
+/* ---- one scheduler step ----------------------------------------------- */
+
+typedef struct plan {
+    hp_batch_item items[MAX_ITEMS];
+    hp_request *owner[MAX_ITEMS];
+    int choice[MAX_ITEMS];
+    int n;
+    int budget;
+} plan;
+
+/* Try to add choice idx's pending tokens (at most the budget) to the
+ * batch, reserving their KV blocks, preempting newer requests if the pool
+ * is full. Returns false if this request itself had to be preempted or
+ * failed (then stop planning it). */
+static bool plan_choice(hp_engine *e, plan *pl, hp_request *r, int idx)
+{
+    choice *c = &r->ch[idx];
+    if (c->done || pl->n >= MAX_ITEMS || pl->budget <= 0)
+        return true;
+    if (!choice_ensure_seq(e, r, idx))
+        return true;
+    int have = hp_seq_len(c->seq);
+    int pending = c->n_toks - have;
+    if (pending <= 0)
+        return true;
+    int chunk = pending < pl->budget ? pending : pl->budget;
+    for (;;) {
+        hp_err err = hp_seq_reserve(c->seq, chunk);
+        if (err == HP_OK)
+            break;
+        hp_request *victim = err == HP_ERR_AGAIN ? newest_holder(e) : NULL;
+        if (victim && victim != r) {
+            preempt(e, victim);
+            continue;
+        }
+        if (victim == r) {
+            /* r is the newest holder: it yields unless it is alone (then
+             * the pool, sized at submit for its whole length, has room) */
+            bool others = false;
+            for (hp_request *o = e->active; o; o = o->next)
+                for (int i = 0; o != r && i < o->p.n; i++)
+                    others |= o->ch[i].seq != NULL;
+            if (others) {
+                preempt(e, r);
+                return false;
+            }
+        }
+        req_fail(e, r, "the KV cache is too small for this request");
+        return false;
+    }
+    bool last = chunk == pending;
+    pl->items[pl->n] = (hp_batch_item){c->seq, c->toks + have, chunk,
+                                       last ? c->logits : NULL};
+    pl->owner[pl->n] = r;
+    pl->choice[pl->n] = idx;
+    pl->n++;
+    pl->budget -= chunk;
+    return true;
+}
+
 static void step(hp_engine *e)
 {
-    const hp_model *m = e->model;
-    int budget = hp_runner_max_tokens(e->runner);
-    hp_batch_item items[256];
-    hp_request *owner[256];
-    int n_items = 0;
+    plan *pl = e->plan;
+    pl->n = 0;
+    pl->budget = hp_runner_max_tokens(e->runner);
 
-    /* decoding sequences first: each needs exactly one token, and keeping
-     * them moving bounds inter-token latency while prompts arrive */
-    for (hp_request *r = e->active; r; r = r->next) {
-        if (r->state != REQ_DECODE)
-            continue;
-        for (int i = 0; i < r->p.n && budget > 0 && n_items < 256; i++) {
-            choice *c = &r->ch[i];
-            if (c->done)
-                continue;
-            items[n_items] = (hp_batch_item){c->seq, &c->next, 1, c->logits};
-            owner[n_items++] = r;
-            budget--;
+    /* Decoding sequences first (one token each): keeping them moving
+     * bounds inter-token latency while long prompts arrive. Then prompt
+     * chunks, oldest request first, under the remaining token budget. */
+    for (int pass = 0; pass < 2; pass++) {
+        hp_request *r = e->active;
+        while (r) {
+            hp_request *next = r->next;
+            for (int i = 0; i < r->p.n; i++) {
+                choice *c = &r->ch[i];
+                if (c->done)
+                    continue;
+                int have = c->seq ? hp_seq_len(c->seq) : 0;
+                bool decoding = c->seq && c->n_toks - have == 1;
+                if ((pass == 0) != decoding)
+                    continue;
+                if (!plan_choice(e, pl, r, i))
+                    break; /* r was preempted or failed */
+            }
+            r = next;
         }
     }
-    /* then prompt chunks, oldest admitted first, under the token budget */
-    for (hp_request *r = e->active; r && budget > 0 && n_items < 256;
-         r = r->next) {
-        if (r->state != REQ_PREFILL)
-            continue;
-        int left = r->n_prompt - r->n_prefilled;
-        int chunk = left < budget ? left : budget;
-        bool last = chunk == left;
-        items[n_items] = (hp_batch_item){r->ch[0].seq,
-                                         r->prompt + r->n_prefilled, chunk,
-                                         last ? r->ch[0].logits : NULL};
-        owner[n_items++] = r;
-        budget -= chunk;
-    }
-    if (n_items == 0)
+    if (pl->n == 0)
         return;
+
+    /* planning may have preempted a request after some of its items were
+     * added; drop items whose sequence is gone */
+    int w = 0;
+    for (int i = 0; i < pl->n; i++) {
+        choice *c = &pl->owner[i]->ch[pl->choice[i]];
+        if (c->seq != pl->items[i].seq)
+            continue;
+        pl->items[w] = pl->items[i];
+        pl->owner[w] = pl->owner[i];
+        pl->choice[w] = pl->choice[i];
+        w++;
+    }
+    pl->n = w;
 
     hp_errbuf eb = {{0}};
-    hp_err err = hp_forward(e->runner, items, n_items, &eb);
+    hp_err err = hp_forward(e->runner, pl->items, pl->n, &eb);
     if (err != HP_OK) {
-        /* should not happen (sizes are checked at submit); fail the
-         * requests in this batch rather than the process */
-        for (int i = 0; i < n_items; i++) {
-            hp_request *r = owner[i];
-            if (r && (r->state == REQ_PREFILL || r->state == REQ_DECODE)) {
-                for (int j = i + 1; j < n_items; j++)
-                    if (owner[j] == r)
-                        owner[j] = NULL;
-                req_fail(e, r, eb.msg[0] ? eb.msg : hp_strerror(err));
-            }
+        /* sizes were checked when planning; fail this batch's requests
+         * rather than the process */
+        for (int i = 0; i < pl->n; i++) {
+            hp_request *r = pl->owner[i];
+            if (!r)
+                continue;
+            for (int j = i + 1; j < pl->n; j++)
+                if (pl->owner[j] == r)
+                    pl->owner[j] = NULL;
+            req_fail(e, r, eb.msg[0] ? eb.msg : hp_strerror(err));
         }
         return;
     }
-
-    for (int i = 0; i < n_items; i++) {
-        hp_request *r = owner[i];
-        if (r->state == REQ_PREFILL) {
-            r->n_prefilled += items[i].n;
-            atomic_fetch_add(&e->prompt_tokens, (uint64_t)items[i].n);
-            if (r->n_prefilled < r->n_prompt)
-                continue;
-            /* prompt done: every other choice starts from a copy of choice
-             * 0's cache and logits, so the prompt is evaluated once */
-            for (int k = 1; k < r->p.n; k++) {
-                hp_seq_copy(r->ch[k].seq, r->ch[0].seq, r->n_prompt);
-                memcpy(r->ch[k].logits, r->ch[0].logits,
-                       sizeof(float) * (size_t)m->hp.n_vocab);
-            }
-            r->state = REQ_DECODE;
-            for (int k = 0; k < r->p.n; k++)
-                choice_step(e, r, k);
-        } else {
-            /* items of one request are consecutive; find which choice */
-            for (int k = 0; k < r->p.n; k++)
-                if (!r->ch[k].done && r->ch[k].seq == items[i].seq)
-                    choice_step(e, r, k);
-        }
+    for (int i = 0; i < pl->n; i++) {
+        hp_request *r = pl->owner[i];
+        choice *c = &r->ch[pl->choice[i]];
+        if (c->n_toks - pl->items[i].n <= r->n_prompt)
+            atomic_fetch_add(&e->prompt_tokens, (uint64_t)pl->items[i].n);
+        if (pl->items[i].logits)
+            choice_sample(e, r, pl->choice[i]);
     }
 }
 
@@ -402,25 +521,54 @@ static void reap(hp_engine *e)
     hp_request *r = e->active;
     while (r) {
         hp_request *next = r->next;
-        if (atomic_load(&r->cancel)) {
+        if (atomic_load(&r->cancel))
             for (int i = 0; i < r->p.n; i++)
                 if (!r->ch[i].done)
-                    choice_finish(r, i, HP_FINISH_CANCELLED);
-        }
-        if (r->state == REQ_DECODE || atomic_load(&r->cancel)) {
-            if (req_live_choices(r) == 0)
-                req_retire(e, r);
-        }
+                    choice_finish(e, r, i, HP_FINISH_CANCELLED);
+        if (live_choices(r) == 0)
+            req_retire(e, r);
         r = next;
     }
+    hp_kvpool_stats st;
+    hp_kvpool_get_stats(e->pool, &st);
     atomic_store(&e->running, active_seqs(e));
+    atomic_store(&e->kv_used, st.blocks_used);
+    atomic_store(&e->pc_queries, st.prefix_queries);
+    atomic_store(&e->pc_hits, st.prefix_hits);
+}
+
+/* Move queued requests into the active list while sequences and KV blocks
+ * are free. Called with mu held; returns them in FIFO order. */
+static hp_request *admit_waiting(hp_engine *e)
+{
+    int seqs = active_seqs(e);
+    int blocks = hp_kvpool_available(e->pool);
+    hp_request *head = NULL, **tail = &head;
+    while (e->wait_head) {
+        hp_request *r = e->wait_head;
+        int need_blocks = hp_kv_blocks_for(r->n_prompt + 1);
+        if (seqs + live_choices(r) > e->o.parallel)
+            break;
+        /* a lone request is always admitted: preemption makes room */
+        if (need_blocks > blocks && (e->active || head))
+            break;
+        e->wait_head = r->next;
+        if (!e->wait_head)
+            e->wait_tail = NULL;
+        e->n_waiting--;
+        r->next = NULL;
+        *tail = r;
+        tail = &r->next;
+        seqs += live_choices(r);
+        blocks -= need_blocks;
+    }
+    return head;
 }
 
 static void *scheduler_main(void *arg)
 {
     hp_engine *e = arg;
     for (;;) {
-        hp_request *admitted = NULL;
         pthread_mutex_lock(&e->mu);
         while (!e->stop && !e->active && !e->wait_head)
             pthread_cond_wait(&e->cv, &e->mu);
@@ -428,40 +576,28 @@ static void *scheduler_main(void *arg)
             pthread_mutex_unlock(&e->mu);
             break;
         }
-        admit_waiting(e, &admitted);
+        hp_request *admitted = admit_waiting(e);
         pthread_mutex_unlock(&e->mu);
-
-        /* allocate outside the lock; keep admission order (FIFO) */
-        hp_request *rev = NULL;
         while (admitted) {
-            hp_request *n = admitted->next;
-            admitted->next = rev;
-            rev = admitted;
-            admitted = n;
-        }
-        while (rev) {
-            hp_request *r = rev;
-            rev = r->next;
-            r->next = NULL;
-            hp_request **tail = &e->active;
-            while (*tail)
-                tail = &(*tail)->next;
-            *tail = r;
-            if (!req_admit(e, r))
-                req_fail(e, r, "out of memory allocating the sequence");
+            hp_request *r = admitted;
+            admitted = r->next;
+            active_append(e, r);
+            if (!r->started && !req_start(e, r))
+                req_fail(e, r, "out of memory starting the request");
         }
         reap(e);
         step(e);
         reap(e);
     }
-    /* shutdown: fail what is left */
     while (e->active)
         req_fail(e, e->active, "server shutting down");
     pthread_mutex_lock(&e->mu);
     while (e->wait_head) {
         hp_request *r = e->wait_head;
         e->wait_head = r->next;
-        emit_error(r, "server shutting down");
+        hp_event ev = {.kind = HP_EV_ERROR, .message = "server shutting down",
+                       .text = ""};
+        emit(r, &ev);
         hp_request_release(r);
     }
     e->wait_tail = NULL;
@@ -487,18 +623,32 @@ hp_err hp_engine_new(hp_model *m, const hp_engine_opts *o, hp_engine **out,
         return hp_errf(eb, HP_ERR_NOMEM, "out of memory");
     e->model = m;
     e->o = *o;
-    if (e->o.parallel > 256)
-        e->o.parallel = 256; /* one batch item per sequence, see step() */
+    if (e->o.parallel > MAX_ITEMS)
+        e->o.parallel = MAX_ITEMS; /* one batch item per sequence */
+    int blocks = e->o.kv_blocks;
+    if (blocks <= 0)
+        blocks = hp_kv_blocks_for(e->o.n_ctx) * e->o.parallel;
+    e->o.kv_blocks = blocks;
     e->runner = hp_runner_new(m, e->o.batch_tokens, e->o.n_threads);
-    if (!e->runner) {
+    e->pool = hp_kvpool_new(m, blocks, e->o.prefix_cache);
+    e->plan = malloc(sizeof *e->plan);
+    if (!e->runner || !e->pool || !e->plan) {
+        hp_runner_free(e->runner);
+        hp_kvpool_free(e->pool);
+        free(e->plan);
         free(e);
         return hp_errf(eb, HP_ERR_NOMEM,
-                       "out of memory for a %d-token batch", o->batch_tokens);
+                       "out of memory for a %d-token batch and %d KV blocks "
+                       "(%.1f MiB)",
+                       o->batch_tokens, blocks,
+                       (double)hp_kvpool_block_bytes(m) * blocks / 1048576.0);
     }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
         hp_runner_free(e->runner);
+        hp_kvpool_free(e->pool);
+        free(e->plan);
         free(e);
         return hp_errf(eb, HP_ERR_INTERNAL, "cannot start scheduler thread");
     }
@@ -518,6 +668,8 @@ void hp_engine_free(hp_engine *e)
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     hp_runner_free(e->runner);
+    hp_kvpool_free(e->pool);
+    free(e->plan);
     free(e);
 }
 
@@ -550,6 +702,11 @@ hp_err hp_engine_submit(hp_engine *e, const int32_t *prompt, int n_prompt,
                        "%d in the completion).",
                        e->o.n_ctx, (long)n_prompt + p->max_tokens, n_prompt,
                        p->max_tokens);
+    if (hp_kv_blocks_for(n_prompt + p->max_tokens) > e->o.kv_blocks)
+        return hp_errf(eb, HP_ERR_RANGE,
+                       "%d prompt + %d completion tokens do not fit the KV "
+                       "cache (%d positions)",
+                       n_prompt, p->max_tokens, e->o.kv_blocks * HP_KV_BLOCK);
     int32_t nv = e->model->hp.n_vocab;
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= nv)
@@ -581,15 +738,14 @@ hp_err hp_engine_submit(hp_engine *e, const int32_t *prompt, int n_prompt,
         memcpy(r->bias, p->sampling.logit_bias, nb);
         r->p.sampling.logit_bias = r->bias;
     }
-    r->e = e;
     r->cb = cb;
     r->ud = ud;
-    r->state = REQ_WAITING;
+    r->t_submit = now_s();
     atomic_init(&r->refs, 2); /* the engine's and the caller's */
     atomic_init(&r->cancel, false);
 
     pthread_mutex_lock(&e->mu);
-    if (e->n_waiting >= e->o.max_queue && e->o.max_queue > 0) {
+    if (e->o.max_queue > 0 && e->n_waiting >= e->o.max_queue) {
         pthread_mutex_unlock(&e->mu);
         req_free(r);
         return hp_errf(eb, HP_ERR_AGAIN,
@@ -619,4 +775,9 @@ void hp_engine_get_stats(hp_engine *e, hp_engine_stats *st)
     st->running = atomic_load(&e->running);
     st->prompt_tokens_total = atomic_load(&e->prompt_tokens);
     st->generation_tokens_total = atomic_load(&e->gen_tokens);
+    st->kv_blocks_used = atomic_load(&e->kv_used);
+    st->kv_blocks_total = e->o.kv_blocks;
+    st->prefix_queries = atomic_load(&e->pc_queries);
+    st->prefix_hits = atomic_load(&e->pc_hits);
+    st->preemptions = atomic_load(&e->preemptions);
 }

@@ -24,12 +24,18 @@
 
 #define HP_MAX_CHOICES 16
 
+struct hp_metrics;
+
 typedef struct hp_engine_opts {
     int n_ctx;        /* max positions per sequence (prompt + output) */
     int n_threads;    /* <= 0: all cores */
     int parallel;     /* max running sequences (choices count each) */
     int batch_tokens; /* max tokens per forward step (prefill chunking) */
     int max_queue;    /* waiting requests beyond which submit says AGAIN */
+    int kv_blocks;    /* KV pool size in blocks of HP_KV_BLOCK positions;
+                         <= 0: enough for n_ctx * parallel */
+    bool prefix_cache; /* reuse cached prompt blocks (default true) */
+    struct hp_metrics *metrics; /* borrows: latency/token metrics, or NULL */
 } hp_engine_opts;
 
 void hp_engine_opts_default(hp_engine_opts *o, const hp_model *m);
@@ -96,8 +102,11 @@ const hp_engine_opts *hp_engine_options(const hp_engine *e);
 /* Queue a request for prompt[0..n_prompt) (copied). On success *out holds
  * a reference the caller must drop with hp_request_release; events then
  * arrive until END or ERROR. HP_ERR_AGAIN when the queue is full;
- * HP_ERR_RANGE when n_prompt + max_tokens > n_ctx (eb names the numbers).
- * A failed submit never calls cb. */
+ * HP_ERR_RANGE when n_prompt + max_tokens > n_ctx, or when the request
+ * could not fit the whole KV pool (eb names the numbers). A failed submit
+ * never calls cb. When the pool runs out mid-generation, the newest
+ * running request is preempted (its blocks freed) and later resumed by
+ * recomputing its tokens; its output is unaffected. */
 hp_err hp_engine_submit(hp_engine *e, const int32_t *prompt, int n_prompt,
                         const hp_gen_params *p, hp_event_cb cb, void *ud,
                         hp_request **out, hp_errbuf *eb);
@@ -111,9 +120,14 @@ void hp_request_release(hp_request *r);
 /* Counters for /health and /metrics (snapshot, any thread). */
 typedef struct hp_engine_stats {
     int running;  /* sequences in the batch */
-    int waiting;  /* requests queued */
-    uint64_t prompt_tokens_total;
+    int waiting;  /* requests queued (preempted ones included) */
+    uint64_t prompt_tokens_total;     /* prompt tokens evaluated */
     uint64_t generation_tokens_total;
+    int kv_blocks_used;
+    int kv_blocks_total;
+    uint64_t prefix_queries; /* prompt tokens looked up in the cache */
+    uint64_t prefix_hits;    /* prompt tokens found there */
+    uint64_t preemptions;
 } hp_engine_stats;
 
 void hp_engine_get_stats(hp_engine *e, hp_engine_stats *st);

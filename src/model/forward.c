@@ -1,7 +1,7 @@
 /* forward.c: the llama forward pass over a batch of tokens from several
- * sequences, and the per-sequence KV cache (hp_seq) behind forward.h.
+ * sequences, reading and writing each sequence's paged KV cache.
  *
- * Owns the KV slabs and the runner's scratch. All tokens of a call share
+ * Owns the runner's scratch (the KV pool is kvcache.c's). All tokens of a call share
  * one activation matrix, so each weight matrix is streamed once per call
  * (hp_matmul with nb = total tokens); attention runs per (token, head) over
  * that token's own sequence, in a fixed order. Together with hp_matmul's
@@ -17,90 +17,18 @@
 
 /* ------------------------------------------------------------ KV cache */
 
-struct hp_seq {
-    const hp_model *m; /* borrows: the model whose shapes the cache has */
-    int n_ctx;         /* capacity in positions */
-    int len;           /* positions filled */
-    int kv_dim;        /* n_head_kv * head_dim */
-    float *k;          /* owns: [n_layer][n_ctx][kv_dim] */
-    float *v;          /* owns: [n_layer][n_ctx][kv_dim] */
-};
-
-hp_seq *hp_seq_new(const hp_model *m, int n_ctx)
+/* K (or V) row of layer l, position p of sequence s: positions live in
+ * blocks of HP_KV_BLOCK rows (see kvcache.h). */
+static float *k_row(hp_seq *s, int l, int p, int kv_dim)
 {
-    if (!m || n_ctx <= 0)
-        return NULL;
-    hp_seq *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->m = m;
-    s->n_ctx = n_ctx;
-    s->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
-    size_t n = (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)s->kv_dim;
-    if (n > SIZE_MAX / sizeof(float) / 2) {
-        free(s);
-        return NULL;
-    }
-    /* malloc, not calloc: positions are written before they are read, and
-     * untouched pages of a long context then cost nothing. */
-    s->k = malloc(n * sizeof(float));
-    s->v = malloc(n * sizeof(float));
-    if (!s->k || !s->v) {
-        hp_seq_free(s);
-        return NULL;
-    }
-    return s;
+    return hp_kv__block_k(s, l, p / HP_KV_BLOCK) +
+           (size_t)(p % HP_KV_BLOCK) * (size_t)kv_dim;
 }
 
-void hp_seq_free(hp_seq *s)
+static float *v_row(hp_seq *s, int l, int p, int kv_dim)
 {
-    if (!s)
-        return;
-    free(s->k);
-    free(s->v);
-    free(s);
-}
-
-int hp_seq_len(const hp_seq *s)
-{
-    return s->len;
-}
-
-int hp_seq_capacity(const hp_seq *s)
-{
-    return s->n_ctx;
-}
-
-void hp_seq_truncate(hp_seq *s, int n)
-{
-    if (n >= 0 && n < s->len)
-        s->len = n;
-}
-
-/* K (or V) row of layer l, position p. */
-static float *kv_row(float *base, const hp_seq *s, int l, int p)
-{
-    return base + ((size_t)l * (size_t)s->n_ctx + (size_t)p) *
-                      (size_t)s->kv_dim;
-}
-
-void hp_seq_copy(hp_seq *dst, const hp_seq *src, int n)
-{
-    if (dst == src || dst->kv_dim != src->kv_dim ||
-        dst->m->hp.n_layer != src->m->hp.n_layer)
-        return;
-    if (n > src->len)
-        n = src->len;
-    if (n > dst->n_ctx)
-        n = dst->n_ctx;
-    if (n < 0)
-        n = 0;
-    size_t row = (size_t)n * (size_t)src->kv_dim * sizeof(float);
-    for (int l = 0; l < src->m->hp.n_layer; l++) {
-        memcpy(kv_row(dst->k, dst, l, 0), kv_row(src->k, src, l, 0), row);
-        memcpy(kv_row(dst->v, dst, l, 0), kv_row(src->v, src, l, 0), row);
-    }
-    dst->len = n;
+    return hp_kv__block_v(s, l, p / HP_KV_BLOCK) +
+           (size_t)(p % HP_KV_BLOCK) * (size_t)kv_dim;
 }
 
 /* -------------------------------------------------------------- runner */
@@ -261,7 +189,7 @@ static void attention(hp_runner *r, int l, int T)
 {
     const hp_hparams *hp = &r->m->hp;
     int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    int Qd = H * D;
+    int Qd = H * D, KVd = hp->n_head_kv * D;
     float scale = 1.0f / sqrtf((float)D);
     int n_tasks = T * H;
     int nth = hp_kctx_threads(r->k);
@@ -269,12 +197,12 @@ static void attention(hp_runner *r, int l, int T)
     for (int task = 0; task < n_tasks; task++) {
         int t = task / H, h = task % H;
         const tok_ref *tr = &r->refs[t];
-        const hp_seq *s = tr->seq;
+        hp_seq *s = tr->seq;
         int g = h / group, n = tr->pos + 1;
         const float *q = r->q + (size_t)t * (size_t)Qd + (size_t)h * D;
         float *sc = r->scores + (size_t)omp_get_thread_num() * r->scores_cap;
         for (int p = 0; p < n; p++) {
-            const float *kr = kv_row(s->k, s, l, p) + (size_t)g * D;
+            const float *kr = k_row(s, l, p, KVd) + (size_t)g * D;
             float dot = 0.0f;
             for (int d = 0; d < D; d++)
                 dot += q[d] * kr[d];
@@ -284,7 +212,7 @@ static void attention(hp_runner *r, int l, int T)
         float *o = r->att + (size_t)t * (size_t)Qd + (size_t)h * D;
         memset(o, 0, (size_t)D * sizeof(float));
         for (int p = 0; p < n; p++) {
-            const float *vr = kv_row(s->v, s, l, p) + (size_t)g * D;
+            const float *vr = v_row(s, l, p, KVd) + (size_t)g * D;
             float a = sc[p];
             for (int d = 0; d < D; d++)
                 o[d] += a * vr[d];
@@ -315,9 +243,9 @@ static void block(hp_runner *r, int l, int T)
         rope(r->kk + (size_t)t * KVd, hp->n_head_kv, hp->head_dim, cs, R);
         hp_seq *s = r->refs[t].seq;
         int p = r->refs[t].pos;
-        memcpy(kv_row(s->k, s, l, p), r->kk + (size_t)t * KVd,
+        memcpy(k_row(s, l, p, KVd), r->kk + (size_t)t * KVd,
                (size_t)KVd * sizeof(float));
-        memcpy(kv_row(s->v, s, l, p), r->vv + (size_t)t * KVd,
+        memcpy(v_row(s, l, p, KVd), r->vv + (size_t)t * KVd,
                (size_t)KVd * sizeof(float));
     }
     /* att = softmax(q k^T / sqrt(head_dim)) v, per head and token */
@@ -397,9 +325,6 @@ hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
         if (!it->seq || it->n < 0 || (it->n > 0 && !it->tokens))
             return hp_errf(eb, HP_ERR_INVALID, "forward: item %d malformed",
                            i);
-        if (it->seq->m != r->m)
-            return hp_errf(eb, HP_ERR_INVALID,
-                           "forward: item %d: sequence of another model", i);
         if (it->n == 0 && it->logits)
             return hp_errf(eb, HP_ERR_INVALID,
                            "forward: item %d: logits asked for no tokens", i);
@@ -412,18 +337,29 @@ hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
         if (total > r->max_tokens)
             return hp_errf(eb, HP_ERR_RANGE,
                            "forward: batch over %d tokens", r->max_tokens);
-        if (it->n > it->seq->n_ctx - it->seq->len)
+        int len = hp_seq_len(it->seq);
+        if (it->n > hp_seq_max_len(it->seq) - len)
             return hp_errf(eb, HP_ERR_RANGE,
                            "forward: item %d: context full (%d + %d > %d)",
-                           i, it->seq->len, it->n, it->seq->n_ctx);
+                           i, len, it->n, hp_seq_max_len(it->seq));
         for (int j = 0; j < it->n; j++)
             if (it->tokens[j] < 0 || it->tokens[j] >= hp->n_vocab)
                 return hp_errf(eb, HP_ERR_INVALID,
                                "forward: item %d: token id %d out of range "
                                "(vocabulary %d)", i, (int)it->tokens[j],
                                hp->n_vocab);
-        if (it->seq->len + it->n > max_pos)
-            max_pos = it->seq->len + it->n;
+        if (len + it->n > max_pos)
+            max_pos = len + it->n;
+    }
+    /* Blocks for the new positions: the engine reserves them ahead (it
+     * decides whom to preempt); other callers get them here. A reserve
+     * that succeeds and is then unused costs nothing but early blocks. */
+    for (int i = 0; i < n_items; i++) {
+        hp_err e = hp_seq_reserve(items[i].seq, items[i].n);
+        if (e != HP_OK)
+            return hp_errf(eb, e, "forward: item %d: %s", i,
+                           e == HP_ERR_AGAIN ? "KV cache pool exhausted"
+                                             : "context full");
     }
     if (!reserve_scores(r, (size_t)max_pos))
         return hp_errf(eb, HP_ERR_NOMEM, "forward: out of memory");
@@ -443,7 +379,7 @@ hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
         hp_batch_item *it = &items[i];
         for (int j = 0; j < it->n; j++, row++) {
             r->refs[row].seq = it->seq;
-            r->refs[row].pos = it->seq->len + j;
+            r->refs[row].pos = hp_seq_len(it->seq) + j;
             hp_get_row(r->m->tok_embd.type, r->m->tok_embd.data,
                        it->tokens[j], hp->n_embd,
                        r->x + (size_t)row * (size_t)hp->n_embd);
@@ -455,7 +391,7 @@ hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
         block(r, l, T);
     head(r, items, n_items, last_row);
     for (int i = 0; i < n_items; i++)
-        items[i].seq->len += items[i].n;
+        hp_kv__advance(items[i].seq, items[i].tokens, items[i].n);
     if (last_row != last_row_stack)
         free(last_row);
     return HP_OK;

@@ -3,7 +3,7 @@
  *
  * Each matmul reads a weight matrix once for all tokens in the batch (this
  * is where batched CPU throughput comes from); attention runs per token
- * over its own sequence's cache. The reduction order of every output value
+ * over its own sequence's paged cache (kvcache.h). The reduction order of every output value
  * is the same whether a token is evaluated alone or in a batch, so greedy
  * output does not depend on batching. Included by engine/ and tests. */
 #ifndef HP_FORWARD_H
@@ -13,23 +13,9 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "model/kvcache.h"
 #include "model/model.h"
 #include "util/err.h"
-
-/* KV cache of one sequence: K and V for every layer and position so far.
- * Today one contiguous slab of n_ctx positions; the engine only touches it
- * through these functions, so a paged layout can replace it. */
-typedef struct hp_seq hp_seq;
-
-/* NULL on out-of-memory. n_ctx is the capacity in positions. */
-hp_seq *hp_seq_new(const hp_model *m, int n_ctx);
-void hp_seq_free(hp_seq *s); /* accepts NULL */
-int hp_seq_len(const hp_seq *s);      /* positions filled */
-int hp_seq_capacity(const hp_seq *s); /* n_ctx */
-/* Forget positions >= n (n <= len). */
-void hp_seq_truncate(hp_seq *s, int n);
-/* Make dst hold the first n positions of src (dst capacity >= n). */
-void hp_seq_copy(hp_seq *dst, const hp_seq *src, int n);
 
 /* Scratch for forward passes of up to max_tokens tokens per call, plus the
  * kernel context (threads). One runner per thread that calls hp_forward. */
@@ -50,8 +36,10 @@ typedef struct hp_batch_item {
 } hp_batch_item;
 
 /* Evaluate a batch. The sum of n over items must be <= max_tokens, and each
- * seq must have room (len + n <= capacity), else HP_ERR_RANGE and nothing
- * changes. Token ids must be < n_vocab (HP_ERR_INVALID otherwise). */
+ * seq must have room (len + n <= max_len), else HP_ERR_RANGE and nothing
+ * changes. Token ids must be < n_vocab (HP_ERR_INVALID otherwise). Blocks
+ * for the new positions are reserved if the caller has not done so;
+ * HP_ERR_AGAIN when the pool cannot supply them. */
 hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
                   hp_errbuf *eb);
 

@@ -23,6 +23,7 @@
 typedef struct ctx {
     hp_model *m;
     hp_runner *r;
+    hp_kvpool *pool;
     int V;
 } ctx;
 
@@ -82,8 +83,8 @@ static int batch_check(ctx *c, const int32_t *toks, int n, hp_errbuf *eb)
     float *other = malloc((size_t)V * sizeof(float));
     int32_t next[STEPS];
     int ok = 1;
-    hp_seq *a = hp_seq_new(c->m, n + STEPS + 16);
-    hp_seq *b = hp_seq_new(c->m, n + STEPS + 16);
+    hp_seq *a = hp_seq_new(c->pool, n + STEPS + 16);
+    hp_seq *b = hp_seq_new(c->pool, n + STEPS + 16);
     if (!solo || !got || !other || !a || !b)
         return die("batch-check", HP_ERR_NOMEM, NULL);
     /* solo */
@@ -102,8 +103,14 @@ static int batch_check(ctx *c, const int32_t *toks, int n, hp_errbuf *eb)
     for (int i = 0; i < nb; i++)
         otoks[i] = i < n ? toks[n - 1 - i] : (int32_t)((7 * i + 3) % V);
     for (int order = 0; order < 2 && ok; order++) {
-        hp_seq_truncate(a, 0);
-        hp_seq_truncate(b, 0);
+        /* fresh sequences: the pool has prefix caching off, so nothing
+         * computed above is reused */
+        hp_seq_free(a);
+        hp_seq_free(b);
+        a = hp_seq_new(c->pool, n + STEPS + 16);
+        b = hp_seq_new(c->pool, n + STEPS + 16);
+        if (!a || !b)
+            return die("batch-check", HP_ERR_NOMEM, NULL);
         /* Prompt of a batched with the first 2 tokens of b. */
         hp_batch_item it[2] = {{a, toks, n, got}, {b, otoks, 2, other}};
         if (order) {
@@ -189,7 +196,9 @@ int main(int argc, char **argv)
     int max_tok = n > 16 ? n + 16 : 32;
     c.r = hp_runner_new(c.m, max_tok, threads);
     int cap = n + (greedy > 0 ? greedy : 0) + 16;
-    hp_seq *s = hp_seq_new(c.m, cap);
+    /* room for the main sequence and batch-check's two */
+    c.pool = hp_kvpool_new(c.m, 3 * hp_kv_blocks_for(cap + 32), false);
+    hp_seq *s = c.pool ? hp_seq_new(c.pool, cap) : NULL;
     float *logits = malloc((size_t)c.V * sizeof(float));
     if (!c.r || !s || !logits)
         return die("setup", HP_ERR_NOMEM, NULL);
@@ -217,6 +226,7 @@ int main(int argc, char **argv)
     free(logits);
     free(toks);
     hp_seq_free(s);
+    hp_kvpool_free(c.pool);
     hp_runner_free(c.r);
     hp_model_free(c.m);
     return rc;
