@@ -84,10 +84,13 @@ static int tokenize(const char *s, int32_t *ids, int cap)
     return hp_tokenize(g_model->vocab, s, strlen(s), true, false, ids, cap);
 }
 
-static hp_engine *engine_new(int parallel, int batch, int max_queue)
+static hp_engine *engine_new_kv(int parallel, int batch, int max_queue,
+                                int kv_blocks, bool prefix)
 {
     hp_engine_opts o;
     hp_engine_opts_default(&o, g_model);
+    o.kv_blocks = kv_blocks;
+    o.prefix_cache = prefix;
     o.parallel = parallel;
     o.batch_tokens = batch;
     o.max_queue = max_queue;
@@ -98,10 +101,16 @@ static hp_engine *engine_new(int parallel, int batch, int max_queue)
     return e;
 }
 
-/* Generate greedily for one prompt on its own engine. */
+static hp_engine *engine_new(int parallel, int batch, int max_queue)
+{
+    return engine_new_kv(parallel, batch, max_queue, 0, true);
+}
+
+/* Generate greedily for one prompt on its own engine, without the prefix
+ * cache: the reference every other configuration must reproduce. */
 static void solo(const char *prompt, int max_tokens, collect *out)
 {
-    hp_engine *e = engine_new(1, 64, 4);
+    hp_engine *e = engine_new_kv(1, 64, 4, 0, false);
     int32_t ids[256];
     int n = tokenize(prompt, ids, 256);
     hp_gen_params p;
@@ -319,6 +328,135 @@ static void engine_limits(void **state)
     hp_engine_free(e);
 }
 
+/* Submit prompt greedily and wait for the whole answer in c. */
+static void run_one(hp_engine *e, const char *prompt, int max_tokens,
+                    collect *c)
+{
+    int32_t ids[512];
+    int n = tokenize(prompt, ids, 512);
+    hp_gen_params p;
+    hp_gen_params_default(&p);
+    p.sampling.temperature = 0;
+    p.max_tokens = max_tokens;
+    collect_init(c);
+    hp_request *r;
+    hp_errbuf eb;
+    assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, c, &r, &eb), HP_OK);
+    collect_wait(c);
+    hp_request_release(r);
+}
+
+static const char *long_prefix =
+    "Once upon a time, there was a little girl named Lily. She loved to "
+    "play outside in the park. One day, she saw a big, red ball. She "
+    "wanted to play with it, but it was too high. Lily's mom said, ";
+
+/* engine_prefix_cache_same_output: requests sharing a long prefix reuse
+ * its KV blocks and still give exactly the text computed without cache. */
+static void engine_prefix_cache_same_output(void **state)
+{
+    (void)state;
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s\"Lily, let's go", long_prefix);
+    snprintf(b, sizeof b, "%s\"Look at the dog", long_prefix);
+    collect want_a, want_b, got_a, got_b;
+    solo(a, 40, &want_a);
+    solo(b, 40, &want_b);
+    hp_engine *e = engine_new_kv(2, 64, 4, 0, true);
+    run_one(e, a, 40, &got_a);
+    hp_engine_stats st0;
+    hp_engine_get_stats(e, &st0);
+    run_one(e, b, 40, &got_b);
+    hp_engine_stats st;
+    hp_engine_get_stats(e, &st);
+    assert_true(st.prefix_hits - st0.prefix_hits >= 48);
+    assert_int_equal(got_a.len[0], want_a.len[0]);
+    assert_memory_equal(got_a.text[0], want_a.text[0], want_a.len[0]);
+    assert_int_equal(got_b.len[0], want_b.len[0]);
+    assert_memory_equal(got_b.text[0], want_b.text[0], want_b.len[0]);
+    /* the same request again: all but the last partial block is cached */
+    collect again;
+    run_one(e, b, 40, &again);
+    assert_memory_equal(again.text[0], want_b.text[0], want_b.len[0]);
+    hp_engine_free(e);
+}
+
+/* engine_preemption_same_output: a KV pool too small for all running
+ * requests forces preemption; every request still completes with its
+ * solo text. */
+static void engine_preemption_same_output(void **state)
+{
+    (void)state;
+    static collect want[4], got[4];
+    for (int i = 0; i < 4; i++)
+        solo(prompts[i], 60, &want[i]);
+    /* each request needs about 5 blocks by its end; 10 fit two */
+    hp_engine *e = engine_new_kv(4, 64, 16, 10, true);
+    hp_request *r[4];
+    for (int i = 0; i < 4; i++) {
+        int32_t ids[256];
+        int n = tokenize(prompts[i], ids, 256);
+        hp_gen_params p;
+        hp_gen_params_default(&p);
+        p.sampling.temperature = 0;
+        p.max_tokens = 60;
+        collect_init(&got[i]);
+        hp_errbuf eb;
+        assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, &got[i], &r[i], &eb), HP_OK);
+    }
+    for (int i = 0; i < 4; i++) {
+        collect_wait(&got[i]);
+        assert_false(got[i].failed);
+        assert_int_equal(got[i].len[0], want[i].len[0]);
+        assert_memory_equal(got[i].text[0], want[i].text[0], want[i].len[0]);
+        hp_request_release(r[i]);
+    }
+    hp_engine_stats st;
+    hp_engine_get_stats(e, &st);
+    assert_true(st.preemptions > 0);
+    assert_int_equal(st.kv_blocks_total, 10);
+    hp_engine_free(e);
+}
+
+/* engine_queue_full_is_again: beyond max_queue waiting requests, submit
+ * says AGAIN and calls nothing. */
+static void engine_queue_full_is_again(void **state)
+{
+    (void)state;
+    hp_engine *e = engine_new(1, 64, 1);
+    int32_t ids[64];
+    int n = tokenize("Once upon a time", ids, 64);
+    hp_gen_params p;
+    hp_gen_params_default(&p);
+    p.sampling.temperature = 0;
+    p.max_tokens = 200;
+    p.ignore_eos = true;
+    static collect c[8];
+    hp_request *r[8];
+    int again = 0, ok = 0;
+    for (int i = 0; i < 8; i++) {
+        collect_init(&c[i]);
+        hp_errbuf eb;
+        hp_err err = hp_engine_submit(e, ids, n, &p, on_ev, &c[i], &r[i], &eb);
+        if (err == HP_ERR_AGAIN) {
+            again++;
+            assert_null(r[i]);
+        } else {
+            assert_int_equal(err, HP_OK);
+            ok++;
+        }
+    }
+    assert_true(again >= 5); /* one running, one waiting at most (+ races) */
+    for (int i = 0; i < 8; i++)
+        if (r[i]) {
+            hp_request_cancel(r[i]);
+            collect_wait(&c[i]);
+            hp_request_release(r[i]);
+        }
+    assert_true(ok >= 1);
+    hp_engine_free(e);
+}
+
 int main(void)
 {
     const char *sh = getenv("HOTPATH_SHARED");
@@ -337,6 +475,9 @@ int main(void)
         cmocka_unit_test(engine_cancel_frees_slot),
         cmocka_unit_test(engine_stop_string),
         cmocka_unit_test(engine_limits),
+        cmocka_unit_test(engine_prefix_cache_same_output),
+        cmocka_unit_test(engine_preemption_same_output),
+        cmocka_unit_test(engine_queue_full_is_again),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     hp_model_free(g_model);
