@@ -27,7 +27,7 @@ demo: deps build
 	@bash scripts/demo.sh $(BUILD)/hotpath $(HOST) $(PORT)
 
 bench: deps build
-	@bash scripts/bench.sh $(BUILD)/hotpath
+	@BENCH_ARGS="$(BENCH_ARGS)" bash scripts/bench.sh $(BUILD)/hotpath
 
 clean:
 	rm -rf $(BUILD)
