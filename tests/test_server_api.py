@@ -67,6 +67,8 @@ class Server:
         return st, h, data
 
     def stop(self):
+        """Stop (SIGTERM, then SIGKILL); return sanitizer complaints found
+        in its stderr (empty when clean), for sanitizer builds."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -74,6 +76,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not hasattr(self, "stderr_text"):
+            self.stderr_text = self.proc.stderr.read()
+        bad = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
+        return self.stderr_text if any(b in self.stderr_text for b in bad) else ""
 
 
 def sse_events(data):
@@ -456,7 +462,10 @@ def main():
                 print("FAIL server died (exit %s): %s" % (s.proc.returncode, s.proc.stderr.read()))
                 return 1
     finally:
-        s.stop()
+        complaint = s.stop()
+    if complaint:
+        print("FAIL sanitizer:\n" + complaint[-6000:])
+        failures += 1
     # SIGTERM stops it cleanly
     if s.proc.returncode not in (0,):
         print("FAIL server exit status after SIGTERM: %s" % s.proc.returncode)

@@ -386,7 +386,8 @@ def server_errors_model_name_and_queue():
     finally:
         for sock in socks:
             sock.close()
-        s.stop()
+        complaint = s.stop()
+    assert not complaint, complaint[-6000:]
 
 
 def main():
@@ -426,9 +427,11 @@ def main():
                           % (srv.proc.returncode, srv.proc.stderr.read()[-2000:]))
                     return 1
     finally:
-        s.stop()
-        if small:
-            small.stop()
+        for srv in (s, small):
+            complaint = srv.stop() if srv else ""
+            if complaint:
+                print("FAIL sanitizer:\n" + complaint[-6000:])
+                failures += 1
     print("%d failure(s)" % failures)
     return 1 if failures else 0
 

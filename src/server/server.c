@@ -57,6 +57,8 @@
 
 typedef struct sreq sreq;
 
+static void finish_stop(hp_server *srv);
+
 struct hp_server {
     hp_engine *engine;          /* borrows */
     const hp_model *model;      /* borrows */
@@ -135,7 +137,7 @@ static void sreq_free(sreq *s)
     pthread_mutex_destroy(&s->mu);
     free(s);
     if (srv->stopping && srv->n_reqs == 0)
-        event_base_loopbreak(srv->base);
+        finish_stop(srv);
 }
 
 /* Drop one reference; the last one frees. Only the loop thread frees (see
@@ -621,6 +623,14 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(srv->base);
 }
 
+/* Every request has finished: leave the loop after a moment, so the last
+ * replies (final chunks, [DONE], 503s) reach their sockets first. */
+static void finish_stop(hp_server *srv)
+{
+    struct timeval tv = {0, 200 * 1000};
+    event_base_loopexit(srv->base, &tv);
+}
+
 static void begin_stop(hp_server *srv)
 {
     if (srv->stopping)
@@ -633,7 +643,7 @@ static void begin_stop(hp_server *srv)
     for (sreq *s = srv->reqs; s; s = s->next)
         hp_request_cancel(s->ereq);
     if (srv->n_reqs == 0) {
-        event_base_loopbreak(srv->base);
+        finish_stop(srv);
         return;
     }
     struct timeval tv = {STOP_GRACE_S, 0};
