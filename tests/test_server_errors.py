@@ -349,7 +349,9 @@ def server_errors_model_name_and_queue():
     """--model-name sets the id clients must send; with one running slot
     and --max-queue 1, a request beyond the queue gets 429 with
     Retry-After."""
-    s = Server("--model-name", "tiny", "--parallel", "1", "--max-queue", "1")
+    # a long context so the slot-holding stream outlasts the checks
+    s = Server("--model-name", "tiny", "--parallel", "1", "--max-queue", "1",
+               "--ctx-size", "65536")
     socks = []
     try:
         st, _, data = s.request("GET", "/v1/models")
@@ -361,7 +363,7 @@ def server_errors_model_name_and_queue():
         # a long stream takes the slot, a second request waits in the queue
         for stream in (True, False):
             sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
-            body = json.dumps({"prompt": "Once", "max_tokens": 2000, "stream": stream,
+            body = json.dumps({"prompt": "Once", "max_tokens": 65000, "stream": stream,
                                "ignore_eos": True, "temperature": 1})
             sock.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                           "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
