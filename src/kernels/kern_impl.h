@@ -46,7 +46,26 @@ typedef struct hp_kern__impl {
     const char *name;
     hp_kern__rows_fn rows[HP_DT_COUNT];
     bool wants_q8x[HP_DT_COUNT]; /* hp_matmul prepares xq for this dtype */
+    /* nb rows of cols floats to nb x cols/32 activation blocks; must give
+     * exactly hp_kern__quant_q8x's bytes (it is the spec). */
+    void (*quant_q8x)(const float *x, hp_kern__q8x *dst, int cols, int nb);
+    /* hp_attn_scores / hp_attn_accum (attn.c, attn_avx2.c) */
+    void (*attn_scores)(const float *q, const float *K, size_t stride, int n,
+                        int D, float scale, float *s);
+    void (*attn_accum)(float *o, const float *w, const float *V,
+                       size_t stride, int n, int D);
 } hp_kern__impl;
+
+void hp_kern__attn_scores_ref(const float *q, const float *K, size_t stride,
+                              int n, int D, float scale, float *s);
+void hp_kern__attn_accum_ref(float *o, const float *w, const float *V,
+                             size_t stride, int n, int D);
+#if defined(HP_HAVE_AVX2)
+void hp_kern__attn_scores_avx2(const float *q, const float *K, size_t stride,
+                               int n, int D, float scale, float *s);
+void hp_kern__attn_accum_avx2(float *o, const float *w, const float *V,
+                              size_t stride, int n, int D);
+#endif
 
 extern const hp_kern__impl hp_kern__scalar;
 #if defined(HP_HAVE_AVX2)
@@ -55,6 +74,20 @@ extern const hp_kern__impl hp_kern__avx2;
  * and tests can compare it with the integer path. */
 extern const hp_kern__impl hp_kern__avx2_f32x;
 #endif
+
+/* Persistent worker threads (threadpool.c). */
+typedef struct hp_kern__pool hp_kern__pool;
+typedef void (*hp_kern__job_fn)(void *arg, int chunk, int ith);
+/* nth threads in all: nth - 1 workers plus the caller. NULL on OOM. */
+hp_kern__pool *hp_kern__pool_new(int nth);
+void hp_kern__pool_free(hp_kern__pool *p); /* accepts NULL; joins */
+int hp_kern__pool_threads(const hp_kern__pool *p);
+/* Run fn(arg, c, ith) for every chunk c < n_chunks exactly once; chunks
+ * are claimed in increasing order by whichever thread is free (the caller
+ * is ith 0), so a thread slowed by another process takes fewer. Returns
+ * when all chunks are done. */
+void hp_kern__pool_run(hp_kern__pool *p, int n_chunks, hp_kern__job_fn fn,
+                       void *arg);
 
 /* Use im for hp_matmul from now on (tests and kbench only; no CPU check). */
 void hp_kern__set(const hp_kern__impl *im);

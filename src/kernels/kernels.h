@@ -81,6 +81,17 @@ hp_kctx *hp_kctx_new(int n_threads);
 void hp_kctx_free(hp_kctx *k); /* accepts NULL */
 int hp_kctx_threads(const hp_kctx *k);
 
+/* One chunk of a parallel job; ith (0 = the caller) names the thread
+ * running it, for per-thread scratch. */
+typedef void (*hp_kctx_fn)(void *arg, int chunk, int ith);
+/* Run fn(arg, c, ith) once for every c < n_chunks on k's threads and
+ * return when all are done. Chunks go to whichever thread is free (in
+ * increasing c), so callers must make results independent of ith. Uses
+ * k's persistent workers (the same ones hp_matmul uses), so the model's
+ * other parallel loops do not fight a second thread pool for the cores.
+ * Not reentrant: do not call from inside fn. */
+void hp_kctx_parallel(hp_kctx *k, int n_chunks, hp_kctx_fn fn, void *arg);
+
 /* out[b*rows + r] = sum_c W[r][c] * x[b*cols + c]
  * for r < rows, b < nb. W is rows x cols of type t, row-major, each row
  * hp_dtype_row_bytes(t, cols) bytes (weights are read in place from the
@@ -103,6 +114,17 @@ void hp_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void hp_softmax(float *x, int n);
 /* x[i] = silu(gate[i]) * up[i]; x may alias gate. */
 void hp_silu_mul(float *x, const float *gate, const float *up, int n);
+
+/* Attention over a run of n cached rows (K or V), row i at R + i*stride,
+ * each D floats. Both go through the dispatch table (AVX2 or scalar); per
+ * output value the order of operations is fixed by i and d only, so a row
+ * gives the same result whatever run it is part of. */
+/* s[i] = scale * dot(q, K row i) for i < n. */
+void hp_attn_scores(const float *q, const float *K, size_t stride, int n,
+                    int D, float scale, float *s);
+/* o[d] += w[i] * V row i [d], for i = 0..n-1 in order, d < D. */
+void hp_attn_accum(float *o, const float *w, const float *V, size_t stride,
+                   int n, int D);
 
 /* Which implementation hp_kernels_init chose: "avx2" or "scalar". */
 const char *hp_kernels_impl(void);

@@ -17,6 +17,7 @@
 
 struct hp_kctx {
     int n_threads;
+    hp_kern__pool *pool; /* owns: workers, created on first parallel use */
     hp_kern__q8x *xq; /* owns: activation blocks, grows, never shrinks */
     size_t xq_cap;    /* blocks allocated */
 };
@@ -40,8 +41,31 @@ void hp_kctx_free(hp_kctx *k)
 {
     if (k == NULL)
         return;
+    hp_kern__pool_free(k->pool);
     free(k->xq);
     free(k);
+}
+
+/* The pool, created on first use; NULL (run serially) if threads cannot
+ * be created. */
+static hp_kern__pool *get_pool(hp_kctx *k)
+{
+    if (k->pool == NULL && k->n_threads > 1)
+        k->pool = hp_kern__pool_new(k->n_threads);
+    return k->pool;
+}
+
+void hp_kctx_parallel(hp_kctx *k, int n_chunks, hp_kctx_fn fn, void *arg)
+{
+    if (fn == NULL || n_chunks <= 0)
+        return;
+    if (k == NULL || k->n_threads <= 1 || n_chunks == 1 ||
+        get_pool(k) == NULL) {
+        for (int c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
+        return;
+    }
+    hp_kern__pool_run(k->pool, n_chunks, fn, arg);
 }
 
 int hp_kctx_threads(const hp_kctx *k)
@@ -118,8 +142,19 @@ SCALAR_WRAP(rows_bf16, HP_DT_BF16)
 SCALAR_WRAP(rows_q8_0, HP_DT_Q8_0)
 SCALAR_WRAP(rows_q4_0, HP_DT_Q4_0)
 
+static void quant_q8x_rows(const float *x, hp_kern__q8x *dst, int cols,
+                           int nb)
+{
+    size_t nblk = (size_t)(cols / 32);
+    for (int b = 0; b < nb; b++)
+        hp_kern__quant_q8x(x + (size_t)b * cols, dst + b * nblk, cols);
+}
+
 const hp_kern__impl hp_kern__scalar = {
     .name = "scalar",
+    .quant_q8x = quant_q8x_rows,
+    .attn_scores = hp_kern__attn_scores_ref,
+    .attn_accum = hp_kern__attn_accum_ref,
     .rows = {[HP_DT_F32] = rows_f32, [HP_DT_F16] = rows_f16,
              [HP_DT_BF16] = rows_bf16, [HP_DT_Q8_0] = rows_q8_0,
              [HP_DT_Q4_0] = rows_q4_0},
@@ -127,14 +162,42 @@ const hp_kern__impl hp_kern__scalar = {
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-/* Below this many weight elements a matmul runs on the calling thread: the
- * fork/join of an OpenMP region (a few microseconds) costs more than the
- * work (64K MACs is ~10 us scalar, ~2 us AVX2). */
+/* Below this many weight elements a matmul runs on the calling thread:
+ * waking the other thread and waiting for it (~1 us with spinning workers)
+ * costs more than the work (64K MACs is ~10 us scalar, ~2 us AVX2). */
 #define MT_MIN_WORK (1 << 16)
 
 /* Rows are handed out in groups of 4 so SIMD kernels keep whole row tiles
  * per thread (tiles change speed only, never results). */
 #define ROW_GROUP 4
+
+typedef struct mm_job {
+    hp_kern__rows_fn fn;
+    const void *W;
+    size_t rb;
+    const float *x;
+    const hp_kern__q8x *xq;
+    float *out;
+    int rows, cols, nb;
+    int chunk_rows; /* a multiple of ROW_GROUP */
+} mm_job;
+
+/* One chunk of rows: which thread computes a row never affects its value,
+ * only speed. */
+static void mm_chunk(void *arg, int c, int ith)
+{
+    (void)ith;
+    const mm_job *j = arg;
+    int r0 = c * j->chunk_rows;
+    int r1 = r0 + j->chunk_rows < j->rows ? r0 + j->chunk_rows : j->rows;
+    if (r0 < r1)
+        j->fn(j->W, j->rb, j->x, j->xq, j->out, r0, r1, j->rows, j->cols,
+              j->nb);
+}
+
+/* Chunks per thread: enough that a thread slowed by another process hands
+ * work to the free one, few enough that claiming (one CAS) stays cheap. */
+#define CHUNKS_PER_THREAD 8
 
 void hp_matmul(hp_kctx *k, hp_dtype t, const void *W, const float *x,
                float *out, int rows, int cols, int nb)
@@ -163,9 +226,7 @@ void hp_matmul(hp_kctx *k, hp_dtype t, const void *W, const float *x,
         if (cols % 32 != 0 || !reserve_xq(k, nblk * (size_t)nb)) {
             fn = hp_kern__scalar.rows[t]; /* cannot happen for Q types */
         } else {
-            for (int b = 0; b < nb; b++)
-                hp_kern__quant_q8x(x + (size_t)b * cols, k->xq + b * nblk,
-                                   cols);
+            im->quant_q8x(x, k->xq, cols, nb);
             xq = k->xq;
         }
     }
@@ -173,23 +234,18 @@ void hp_matmul(hp_kctx *k, hp_dtype t, const void *W, const float *x,
     int ngroups = (rows + ROW_GROUP - 1) / ROW_GROUP;
     if ((double)rows * cols * nb < MT_MIN_WORK || ngroups < 2)
         nt = 1;
-    if (nt > ngroups)
-        nt = ngroups;
-    if (nt <= 1) {
+    if (nt <= 1 || get_pool(k) == NULL) {
         fn(W, (size_t)rb, x, xq, out, 0, rows, rows, cols, nb);
         return;
     }
-    /* One contiguous row range per thread, static: which thread computes a
-     * row never affects its value, only speed. */
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
-    for (int i = 0; i < nt; i++) {
-        int g0 = (int)((long long)ngroups * i / nt);
-        int g1 = (int)((long long)ngroups * (i + 1) / nt);
-        int r0 = g0 * ROW_GROUP;
-        int r1 = g1 * ROW_GROUP < rows ? g1 * ROW_GROUP : rows;
-        if (r0 < r1)
-            fn(W, (size_t)rb, x, xq, out, r0, r1, rows, cols, nb);
-    }
+    int nchunks = nt * CHUNKS_PER_THREAD;
+    if (nchunks > ngroups)
+        nchunks = ngroups;
+    int per = (ngroups + nchunks - 1) / nchunks;
+    mm_job j = {fn, W, (size_t)rb, x, xq, out, rows, cols, nb,
+                per * ROW_GROUP};
+    nchunks = (rows + j.chunk_rows - 1) / j.chunk_rows;
+    hp_kern__pool_run(k->pool, nchunks, mm_chunk, &j);
 }
 
 /* ---- reference ---------------------------------------------------------- */

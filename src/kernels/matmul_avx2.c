@@ -289,8 +289,65 @@ AVX2_ROWS(rows_q4_0, K_Q4_0)
 AVX2_ROWS(rows_q8_0f, K_Q8_0F)
 AVX2_ROWS(rows_q4_0f, K_Q4_0F)
 
+/* Activation quantization, bit-identical to hp_kern__quant_q8x: the same
+ * amax, d = amax / 127, id = 1 / d, and roundf (half away from zero),
+ * which is trunc plus one step away from zero when the dropped part is
+ * >= 0.5 (v - trunc(v) is exact in float). */
+static void quant_q8x_avx2(const float *x, hp_kern__q8x *dst, int cols,
+                           int nb)
+{
+    const int nblk = cols / 32;
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 lim = _mm256_set1_ps(127.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < nblk; i++) {
+            const float *v = x + (size_t)b * cols + (size_t)i * 32;
+            hp_kern__q8x *o = dst + (size_t)b * nblk + i;
+            __m256 xv[4];
+            __m256 m = _mm256_setzero_ps();
+            for (int s = 0; s < 4; s++) {
+                xv[s] = _mm256_loadu_ps(v + 8 * s);
+                m = _mm256_max_ps(m, _mm256_and_ps(xv[s], absm));
+            }
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(m),
+                                  _mm256_extractf128_ps(m, 1));
+            h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_max_ss(h, _mm_movehdup_ps(h));
+            float amax = _mm_cvtss_f32(h);
+            float d = amax / 127.0f;
+            float id = d != 0.0f ? 1.0f / d : 0.0f;
+            __m256 idv = _mm256_set1_ps(id);
+            __m256i q[4];
+            for (int s = 0; s < 4; s++) {
+                __m256 t = _mm256_mul_ps(xv[s], idv);
+                __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                __m256 fr = _mm256_and_ps(_mm256_sub_ps(t, tr), absm);
+                __m256 step = _mm256_and_ps(_mm256_cmp_ps(fr, half, _CMP_GE_OQ), one);
+                /* copy t's sign onto the step */
+                step = _mm256_or_ps(step, _mm256_andnot_ps(absm, t));
+                tr = _mm256_add_ps(tr, step);
+                tr = _mm256_min_ps(_mm256_max_ps(tr, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
+                q[s] = _mm256_cvttps_epi32(tr);
+            }
+            /* 32 int32 -> 32 int8 in order: packs work per 128-bit lane,
+             * the final permute restores element order. */
+            __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+            __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+            __m256i p = _mm256_packs_epi16(p01, p23);
+            p = _mm256_permutevar8x32_epi32(p, perm);
+            _mm256_storeu_si256((__m256i *)o->qs, p);
+            o->d = d;
+        }
+    }
+}
+
 const hp_kern__impl hp_kern__avx2 = {
     .name = "avx2",
+    .quant_q8x = quant_q8x_avx2,
+    .attn_scores = hp_kern__attn_scores_avx2,
+    .attn_accum = hp_kern__attn_accum_avx2,
     .rows = {[HP_DT_F32] = rows_f32, [HP_DT_F16] = rows_f16,
              [HP_DT_BF16] = rows_bf16, [HP_DT_Q8_0] = rows_q8_0,
              [HP_DT_Q4_0] = rows_q4_0},
@@ -300,6 +357,9 @@ const hp_kern__impl hp_kern__avx2 = {
 /* The measured alternative: quantized weights against f32 activations. */
 const hp_kern__impl hp_kern__avx2_f32x = {
     .name = "avx2-f32x",
+    .quant_q8x = quant_q8x_avx2,
+    .attn_scores = hp_kern__attn_scores_avx2,
+    .attn_accum = hp_kern__attn_accum_avx2,
     .rows = {[HP_DT_F32] = rows_f32, [HP_DT_F16] = rows_f16,
              [HP_DT_BF16] = rows_bf16, [HP_DT_Q8_0] = rows_q8_0f,
              [HP_DT_Q4_0] = rows_q4_0f},

@@ -11,7 +11,6 @@
 #include "model/forward.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,40 +183,60 @@ static void rope(float *x, int n_heads, int head_dim, const float *cs,
  * cache (positions 0..pos, which includes the new tokens stored before
  * this call). One (token, head) pair is one task, always reduced in the
  * same order by one thread, so results do not depend on batching or the
- * thread count. */
-static void attention(hp_runner *r, int l, int T)
+ * thread count. Tasks are dealt in small chunks: under the causal mask later
+ * tokens cost more, and a contiguous split would leave one thread with
+ * three quarters of a prompt's work. Chunks of tasks go to whichever
+ * thread is free (ith only picks the scores scratch). */
+typedef struct attn_job {
+    hp_runner *r;
+    int l, T;
+} attn_job;
+
+/* Tasks per chunk of the parallel job: claimed in order, so the heavy late
+ * tokens of a prompt spread over the threads. */
+#define ATTN_CHUNK 4
+
+static void attention_chunk(void *arg, int c, int ith)
 {
+    const attn_job *j = arg;
+    hp_runner *r = j->r;
+    int l = j->l;
     const hp_hparams *hp = &r->m->hp;
     int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     int Qd = H * D, KVd = hp->n_head_kv * D;
     float scale = 1.0f / sqrtf((float)D);
-    int n_tasks = T * H;
-    int nth = hp_kctx_threads(r->k);
-#pragma omp parallel for schedule(static) num_threads(nth) if (n_tasks > 1)
-    for (int task = 0; task < n_tasks; task++) {
+    int n_tasks = j->T * H;
+    int t1 = (c + 1) * ATTN_CHUNK < n_tasks ? (c + 1) * ATTN_CHUNK : n_tasks;
+    float *sc = r->scores + (size_t)ith * r->scores_cap;
+    for (int task = c * ATTN_CHUNK; task < t1; task++) {
         int t = task / H, h = task % H;
         const tok_ref *tr = &r->refs[t];
         hp_seq *s = tr->seq;
         int g = h / group, n = tr->pos + 1;
         const float *q = r->q + (size_t)t * (size_t)Qd + (size_t)h * D;
-        float *sc = r->scores + (size_t)omp_get_thread_num() * r->scores_cap;
-        for (int p = 0; p < n; p++) {
-            const float *kr = k_row(s, l, p, KVd) + (size_t)g * D;
-            float dot = 0.0f;
-            for (int d = 0; d < D; d++)
-                dot += q[d] * kr[d];
-            sc[p] = dot * scale;
+        /* scores block by block (blocks hold HP_KV_BLOCK positions) */
+        for (int p0 = 0, blk = 0; p0 < n; p0 += HP_KV_BLOCK, blk++) {
+            int m = n - p0 < HP_KV_BLOCK ? n - p0 : HP_KV_BLOCK;
+            hp_attn_scores(q, hp_kv__block_k(s, l, blk) + (size_t)g * D,
+                           (size_t)KVd, m, D, scale, sc + p0);
         }
         hp_softmax(sc, n);
         float *o = r->att + (size_t)t * (size_t)Qd + (size_t)h * D;
         memset(o, 0, (size_t)D * sizeof(float));
-        for (int p = 0; p < n; p++) {
-            const float *vr = v_row(s, l, p, KVd) + (size_t)g * D;
-            float a = sc[p];
-            for (int d = 0; d < D; d++)
-                o[d] += a * vr[d];
+        for (int p0 = 0, blk = 0; p0 < n; p0 += HP_KV_BLOCK, blk++) {
+            int m = n - p0 < HP_KV_BLOCK ? n - p0 : HP_KV_BLOCK;
+            hp_attn_accum(o, sc + p0, hp_kv__block_v(s, l, blk) + (size_t)g * D,
+                          (size_t)KVd, m, D);
         }
     }
+}
+
+static void attention(hp_runner *r, int l, int T)
+{
+    attn_job j = {r, l, T};
+    int n_tasks = T * r->m->hp.n_head;
+    hp_kctx_parallel(r->k, (n_tasks + ATTN_CHUNK - 1) / ATTN_CHUNK,
+                     attention_chunk, &j);
 }
 
 /* One transformer block over all T tokens, in place on r->x. */
