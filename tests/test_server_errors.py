@@ -370,7 +370,14 @@ def server_errors_model_name_and_queue():
             socks.append(sock)
             if stream:
                 assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-        time.sleep(0.3)
+        # wait until the second request is really queued: under load the
+        # server may read it late, and the probe below would take its place
+        t0 = time.time()
+        while time.time() - t0 < 20:
+            _, _, met = s.request("GET", "/metrics")
+            if b'hotpath_num_requests_waiting{model="tiny"} 1' in met:
+                break
+            time.sleep(0.05)
         st, h, data = s.post(COMPLETIONS, BASE_C, timeout=20)
         check_error(st, h, data, 429)
         assert h.get("Retry-After") == "1", h

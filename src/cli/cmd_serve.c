@@ -14,6 +14,8 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
+#include "measure/metrics.h"
+#include "model/kvcache.h"
 #include "model/model.h"
 #include "server/server.h"
 
@@ -23,7 +25,7 @@ static void serve_usage(FILE *f)
         "usage: hotpath serve -m MODEL [options]\n\n"
         "Serve MODEL over an OpenAI-compatible HTTP API:\n"
         "  POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
-        "  GET /health (the /v1 prefix is optional).\n\n"
+        "  GET /health, GET /metrics (Prometheus; the /v1 prefix is optional).\n\n"
         "options:\n"
         "  -m, --model PATH        GGUF model file (required)\n"
         "      --host HOST         address to bind (default 127.0.0.1)\n"
@@ -31,6 +33,10 @@ static void serve_usage(FILE *f)
         "  -c, --ctx-size N        context size per sequence (default: model's, at most 4096)\n"
         "  -t, --threads K         threads for the forward pass (default: all cores)\n"
         "      --parallel N        max sequences decoded together (default 4)\n"
+        "      --batch-tokens N    max tokens per forward step; long prompts are\n"
+        "                          prefilled in chunks of this size (default 512)\n"
+        "      --kv-memory MIB     KV-cache pool size in MiB (default: ctx-size x parallel)\n"
+        "      --no-prefix-cache   do not reuse the KV blocks of earlier prompts\n"
         "      --max-queue N       waiting requests before answering 429 (default 64, 0 = no limit)\n"
         "      --max-body BYTES    request body limit (default 8388608 = 8 MiB)\n"
         "      --model-name NAME   model id clients must send (default: the model's name)\n"
@@ -41,7 +47,7 @@ static void serve_usage(FILE *f)
 int hp_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
-           O_TIMEOUT };
+           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"host", required_argument, NULL, O_HOST},
@@ -53,6 +59,9 @@ int hp_cmd_serve(int argc, char **argv)
         {"max-body", required_argument, NULL, O_MAXBODY},
         {"model-name", required_argument, NULL, O_NAME},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"batch-tokens", required_argument, NULL, O_BATCH},
+        {"kv-memory", required_argument, NULL, O_KVMEM},
+        {"no-prefix-cache", no_argument, NULL, O_NOPREFIX},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -60,6 +69,8 @@ int hp_cmd_serve(int argc, char **argv)
     hp_server_opts so;
     hp_server_opts_default(&so);
     long ctx = 0, threads = 0, parallel = 0, maxq = -1, v = 0;
+    long batch = 0, kv_mib = 0;
+    bool no_prefix = false;
     int c;
     optind = 1;
     opterr = 0;
@@ -100,6 +111,15 @@ int hp_cmd_serve(int argc, char **argv)
             ok = hp_arg_long(optarg, 1, 86400, &v);
             so.timeout_s = (int)v;
             break;
+        case O_BATCH:
+            ok = hp_arg_long(optarg, 1, 1 << 16, &batch);
+            break;
+        case O_KVMEM:
+            ok = hp_arg_long(optarg, 1, 1L << 30, &kv_mib);
+            break;
+        case O_NOPREFIX:
+            no_prefix = true;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -130,6 +150,7 @@ int hp_cmd_serve(int argc, char **argv)
     hp_model *m = NULL;
     hp_engine *e = NULL;
     hp_server *srv = NULL;
+    hp_metrics *met = NULL;
     int rc = 1;
     if (hp_model_load(model_path, &m, &eb) != HP_OK) {
         fprintf(stderr, "hotpath serve: cannot load model '%s': %s\n",
@@ -146,6 +167,29 @@ int hp_cmd_serve(int argc, char **argv)
         eo.parallel = (int)parallel;
     if (maxq >= 0)
         eo.max_queue = (int)maxq;
+    if (batch > 0)
+        eo.batch_tokens = (int)batch;
+    if (no_prefix)
+        eo.prefix_cache = false;
+    if (kv_mib > 0) {
+        uint64_t blocks = (uint64_t)kv_mib * 1048576u / hp_kvpool_block_bytes(m);
+        if (blocks < 1 || blocks > (1u << 30)) {
+            fprintf(stderr, "hotpath serve: --kv-memory %ld MiB holds %llu "
+                    "KV blocks of %llu bytes; give at least one block\n",
+                    kv_mib, (unsigned long long)blocks,
+                    (unsigned long long)hp_kvpool_block_bytes(m));
+            hp_model_free(m);
+            return 2;
+        }
+        eo.kv_blocks = (int)blocks;
+    }
+    met = hp_metrics_new(so.model_name ? so.model_name : m->name);
+    if (!met) {
+        fprintf(stderr, "hotpath serve: out of memory\n");
+        goto done;
+    }
+    eo.metrics = met;
+    so.metrics = met;
     if (hp_engine_new(m, &eo, &e, &eb) != HP_OK) {
         fprintf(stderr, "hotpath serve: cannot start the engine: %s\n",
                 eb.msg);
@@ -169,6 +213,7 @@ int hp_cmd_serve(int argc, char **argv)
 done:
     hp_server_free(srv);
     hp_engine_free(e);
+    hp_metrics_free(met);
     hp_model_free(m);
     return rc;
 }

@@ -46,6 +46,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "measure/metrics.h"
 #include "model/model.h"
 #include "server/http_err.h"
 #include "server/openai_req.h"
@@ -68,6 +69,7 @@ struct hp_server {
     int timeout_s;
     int port;
     long long created;          /* /v1/models "created" */
+    struct hp_metrics *metrics; /* borrows: /metrics registry, or NULL */
     struct event_base *base;    /* owns */
     struct evhttp *http;        /* owns */
     struct evhttp_bound_socket *sock; /* owned by http */
@@ -527,7 +529,45 @@ static void handle_health(hp_server *srv, struct evhttp_request *req)
     send_json(req, 200, ok, sizeof ok - 1);
 }
 
-typedef enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH } route_id;
+/* GET /metrics: Prometheus text; gauges are read from the engine now. */
+static void handle_metrics(hp_server *srv, struct evhttp_request *req)
+{
+    hp_engine_stats st;
+    hp_engine_get_stats(srv->engine, &st);
+    hp_metrics_gauges g = {st.running, st.waiting, st.kv_blocks_used,
+                           st.kv_blocks_total};
+    char *text = srv->metrics ? hp_metrics_render(srv->metrics, &g) : NULL;
+    if (!text) {
+        hp_http_err_send(req, 503, "server_error", NULL, NULL,
+                         srv->metrics ? "out of memory"
+                                      : "metrics are not enabled",
+                         NULL, NULL);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        free(text);
+        return;
+    }
+    evbuffer_add(b, text, strlen(text));
+    free(text);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* Count every API response by status once it is complete. /health and
+ * /metrics are left out so that probes and scrapes do not move the
+ * counters they read. */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    hp_server *srv = arg;
+    hp_metrics_http_status(srv->metrics, evhttp_request_get_response_code(req));
+}
+
+typedef enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH,
+                        R_METRICS } route_id;
 
 typedef struct route {
     const char *path; /* without the optional /v1 prefix */
@@ -541,6 +581,7 @@ static const route routes[] = {
     {"/chat/completions", EVHTTP_REQ_POST, "POST", R_CHAT},
     {"/models", EVHTTP_REQ_GET, "GET, HEAD", R_MODELS},
     {"/health", EVHTTP_REQ_GET, "GET, HEAD", R_HEALTH},
+    {"/metrics", EVHTTP_REQ_GET, "GET, HEAD", R_METRICS},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -562,6 +603,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (!strncmp(p, "/v1/", 4))
         p += 3;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (srv->metrics && strcmp(p, "/health") != 0 && strcmp(p, "/metrics") != 0)
+        evhttp_request_set_on_complete_cb(req, on_complete, srv);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route *rt = &routes[i];
         if (strcmp(p, rt->path) != 0)
@@ -594,6 +637,9 @@ static void on_request(struct evhttp_request *req, void *arg)
             return;
         case R_HEALTH:
             handle_health(srv, req);
+            return;
+        case R_METRICS:
+            handle_metrics(srv, req);
             return;
         }
     }
@@ -688,6 +734,7 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
     srv->max_body = o->max_body ? o->max_body : 8u << 20;
     srv->timeout_s = o->timeout_s > 0 ? o->timeout_s : 600;
     srv->created = (long long)time(NULL);
+    srv->metrics = o->metrics;
     hp_err err = HP_ERR_NOMEM;
     if (!srv->model_name || !srv->host)
         goto fail;

@@ -1,7 +1,8 @@
 /* server.h: the OpenAI-compatible HTTP server (libevent evhttp).
  *
- * Routes POST /v1/completions, POST /v1/chat/completions, GET /v1/models
- * and GET /health (also without the /v1 prefix) to one hp_engine. Runs a
+ * Routes POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
+ * GET /health and GET /metrics (also without the /v1 prefix) to one
+ * hp_engine. Runs a
  * single event-loop thread; the engine delivers events on its scheduler
  * thread, which the server copies into a per-request queue and hands to the
  * loop with event_active(). Knows HTTP and JSON; never sees a tensor.
@@ -12,6 +13,8 @@
 #include <stddef.h>
 
 #include "engine/engine.h"
+
+struct hp_metrics;
 #include "util/err.h"
 
 typedef struct hp_server_opts {
@@ -20,6 +23,8 @@ typedef struct hp_server_opts {
     size_t max_body;        /* request body limit in bytes; default 8 MiB */
     const char *model_name; /* borrows; default the model's name */
     int timeout_s;          /* connection read/write timeout; default 600 */
+    struct hp_metrics *metrics; /* borrows: served at GET /metrics and fed
+                                   HTTP statuses; NULL disables both */
 } hp_server_opts;
 
 void hp_server_opts_default(hp_server_opts *o);
