@@ -445,6 +445,128 @@ static void get_row_dequantizes_one_row(void **state)
     }
 }
 
+/* Large batches go through the cache-blocked tiles (row blocks, 4-token
+ * tiles, ragged tails): every token of a 70-token batch must still equal
+ * the token evaluated alone, bitwise, for 1 and 2 threads. */
+static void matmul_large_batch_tiles_invariant(void **state)
+{
+    (void)state;
+    impl_case ics[4];
+    int n = impl_list(ics);
+    enum { ROWS = 37, COLS = 96, NB = 70 };
+    float *w = malloc(sizeof(float) * ROWS * COLS);
+    float *x = malloc(sizeof(float) * NB * COLS);
+    float *batch = malloc(sizeof(float) * NB * ROWS);
+    float *batch2 = malloc(sizeof(float) * NB * ROWS);
+    float *solo = malloc(sizeof(float) * ROWS);
+    fill(w, ROWS * COLS, 1.0f);
+    fill(x, NB * COLS, 3.0f);
+    hp_kctx *k1 = hp_kctx_new(1), *k2 = hp_kctx_new(2);
+    for (int i = 0; i < n; i++) {
+        hp_kern__set(ics[i].im);
+        for (size_t t = 0; t < N_TYPES; t++) {
+            void *W = make_w(all_types[t], w, ROWS, COLS);
+            hp_matmul(k1, all_types[t], W, x, batch, ROWS, COLS, NB);
+            hp_matmul(k2, all_types[t], W, x, batch2, ROWS, COLS, NB);
+            assert_memory_equal(batch, batch2, sizeof(float) * NB * ROWS);
+            for (int b = 0; b < NB; b++) {
+                hp_matmul(k1, all_types[t], W, x + b * COLS, solo, ROWS, COLS, 1);
+                if (memcmp(solo, batch + b * ROWS, sizeof(float) * ROWS) != 0)
+                    fail_msg("%s %s: token %d of %d solo != batched",
+                             ics[i].im->name, hp_dtype_name(all_types[t]), b,
+                             NB);
+            }
+            free(W);
+        }
+    }
+    hp_kctx_free(k1);
+    hp_kctx_free(k2);
+    free(w);
+    free(x);
+    free(batch);
+    free(batch2);
+    free(solo);
+    hp_kernels_init();
+}
+
+/* Every implementation's activation quantizer writes exactly the bytes of
+ * the scalar spec hp_kern__quant_q8x, ties (x/d = k + 0.5) included. */
+static void quant_q8x_impls_match_spec(void **state)
+{
+    (void)state;
+    impl_case ics[4];
+    int n = impl_list(ics);
+    enum { COLS = 128, NB = 3 };
+    float x[NB * COLS];
+    fill(x, NB * COLS, 2.0f);
+    /* block 1 of row 0: amax 127 so d = 1 and halves are exact ties */
+    for (int j = 0; j < 32; j++)
+        x[32 + j] = (float)(j - 16) + 0.5f;
+    x[32] = -127.0f;
+    for (int j = 0; j < 32; j++) /* an all-zero block: d = 0 */
+        x[64 + j] = 0.0f;
+    hp_kern__q8x want[NB * COLS / 32], got[NB * COLS / 32];
+    for (int b = 0; b < NB; b++)
+        hp_kern__quant_q8x(x + b * COLS, want + b * (COLS / 32), COLS);
+    for (int i = 0; i < n; i++) {
+        if (ics[i].im->quant_q8x == NULL)
+            continue;
+        memset(got, 0x55, sizeof(got));
+        ics[i].im->quant_q8x(x, got, COLS, NB);
+        for (int b = 0; b < NB * COLS / 32; b++) {
+            assert_memory_equal(&got[b].d, &want[b].d, sizeof(float));
+            assert_memory_equal(got[b].qs, want[b].qs, 32);
+        }
+    }
+}
+
+/* Attention helpers: each implementation agrees with the plain loops
+ * (float FMA chains, 1e-5 relative to sum |q k|), and a row's value does
+ * not depend on the run it is part of (bitwise). */
+static void attn_impls_match_ref_and_runs(void **state)
+{
+    (void)state;
+    enum { N = 16, STRIDE = 200 };
+    static const int dims[] = {64, 128, 12};
+    float K[N * STRIDE], q[128], s[N], s1[1], sref[N];
+    float w[N], o[128], oref[128], o2[128];
+    fill(K, N * STRIDE, 1.0f);
+    fill(q, 128, 2.0f);
+    fill(w, N, 0.5f);
+    for (int di = 0; di < 3; di++) {
+        int D = dims[di];
+        hp_kern__attn_scores_ref(q, K, STRIDE, N, D, 0.125f, sref);
+        for (int impl = 0; impl < 2; impl++) {
+            assert_true(hp_kernels_force(impl ? "avx2" : "scalar") || impl);
+            hp_attn_scores(q, K, STRIDE, N, D, 0.125f, s);
+            for (int i = 0; i < N; i++) {
+                double S = 0.0;
+                for (int d = 0; d < D; d++)
+                    S += fabs((double)q[d] * K[i * STRIDE + d]);
+                assert_true(fabs(s[i] - sref[i]) <= 1e-5 * S * 0.125 + 1e-30);
+                hp_attn_scores(q, K + i * STRIDE, STRIDE, 1, D, 0.125f, s1);
+                assert_memory_equal(s1, &s[i], sizeof(float));
+            }
+            fill(o, 128, 1.0f);
+            memcpy(oref, o, sizeof(o));
+            memcpy(o2, o, sizeof(o));
+            hp_kern__attn_accum_ref(oref, w, K, STRIDE, N, D);
+            hp_attn_accum(o, w, K, STRIDE, N, D);
+            /* the same rows in two runs (5 + 11) give the same bits */
+            hp_attn_accum(o2, w, K, STRIDE, 5, D);
+            hp_attn_accum(o2, w + 5, K + 5 * STRIDE, STRIDE, N - 5, D);
+            assert_memory_equal(o, o2, sizeof(float) * (size_t)D);
+            for (int d = 0; d < D; d++) {
+                double S = fabs(1.0);
+                for (int i = 0; i < N; i++)
+                    S += fabs((double)w[i] * K[i * STRIDE + d]);
+                assert_true(fabs(o[d] - oref[d]) <= 1e-5 * S);
+            }
+        }
+    }
+    hp_kernels_init();
+}
+
 /* ---- ops ------------------------------------------------------------------ */
 
 static void ops_match_plain_loops(void **state)
@@ -528,6 +650,9 @@ int main(void)
         cmocka_unit_test(matmul_every_impl_matches_ref),
         cmocka_unit_test(matmul_batch_and_thread_invariant),
         cmocka_unit_test(matmul_bad_input_does_not_crash),
+        cmocka_unit_test(matmul_large_batch_tiles_invariant),
+        cmocka_unit_test(quant_q8x_impls_match_spec),
+        cmocka_unit_test(attn_impls_match_ref_and_runs),
         cmocka_unit_test(get_row_dequantizes_one_row),
         cmocka_unit_test(ops_match_plain_loops),
         cmocka_unit_test(kernels_dispatch_can_be_forced),

@@ -66,8 +66,18 @@ static double mem_bw(const float *buf, size_t bytes, int nt, int n, double *sink
 /* ---- matmul --------------------------------------------------------------- */
 
 typedef struct bench_res {
-    double ms, gbs, gflops;
+    double ms, gbs, gflops, cpu_ms;
 } bench_res;
+
+/* Process CPU time: on a shared, oversubscribed box the 1-thread CPU time
+ * per call is a steadier figure than wall time (time spent descheduled is
+ * not counted). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static bench_res bench(hp_kctx *k, hp_dtype t, uint8_t *W, size_t mat_bytes,
                        int copies, const float *x, float *out, int rows,
@@ -75,6 +85,7 @@ static bench_res bench(hp_kctx *k, hp_dtype t, uint8_t *W, size_t mat_bytes,
 {
     hp_matmul(k, t, W, x, out, rows, cols, nb); /* warm-up */
     int calls = 0;
+    double c0 = cpu_now();
     double t0 = now(), el = 0.0;
     while (el < 0.4 || calls < 3) {
         hp_matmul(k, t, W + (size_t)(calls % copies) * mat_bytes, x, out, rows,
@@ -83,6 +94,7 @@ static bench_res bench(hp_kctx *k, hp_dtype t, uint8_t *W, size_t mat_bytes,
         el = now() - t0;
     }
     bench_res r;
+    r.cpu_ms = (cpu_now() - c0) / calls * 1e3;
     r.ms = el / calls * 1e3;
     r.gbs = (double)mat_bytes * calls / el / 1e9;
     r.gflops = 2.0 * rows * cols * nb * calls / el / 1e9;
@@ -133,14 +145,14 @@ int main(int argc, char **argv)
     static const hp_dtype types[] = {HP_DT_F32, HP_DT_F16, HP_DT_BF16,
                                      HP_DT_Q8_0, HP_DT_Q4_0};
     float *w = malloc(sizeof(float) * (size_t)cols);
-    float *x = malloc(sizeof(float) * (size_t)16 * cols);
-    float *out = malloc(sizeof(float) * (size_t)16 * rows);
-    for (int i = 0; i < 16 * cols; i++)
+    float *x = malloc(sizeof(float) * (size_t)512 * cols);
+    float *out = malloc(sizeof(float) * (size_t)512 * rows);
+    for (int i = 0; i < 512 * cols; i++)
         x[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
     printf("\nmatmul %d x %d, weights cycled over >= 512 MiB; %d threads\n",
            rows, cols, nt);
-    printf("%-10s %-5s %3s %4s %9s %12s %9s\n", "impl", "dtype", "nb", "thr",
-           "ms/call", "weight GB/s", "GFLOP/s");
+    printf("%-10s %-5s %3s %4s %9s %12s %9s %9s\n", "impl", "dtype", "nb",
+           "thr", "ms/call", "weight GB/s", "GFLOP/s", "cpu ms");
     for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
         hp_dtype t = types[ti];
         if (only_type != NULL && strcmp(only_type, hp_dtype_name(t)) != 0)
@@ -162,16 +174,30 @@ int main(int argc, char **argv)
             if (only_impl != NULL && strcmp(only_impl, impls[ii]->name) != 0)
                 continue;
             hp_kern__set(impls[ii]);
-            static const int nbs[] = {1, 16};
-            for (int bi = 0; bi < 2; bi++) {
+            int nbs[8] = {1, 16}, nnb = 2;
+            /* KBENCH_NB=1,16,128 picks the batch sizes */
+            const char *env = getenv("KBENCH_NB");
+            if (env != NULL) {
+                nnb = 0;
+                for (char *e = (char *)env; *e != '\0' && nnb < 8;) {
+                    long v = strtol(e, &e, 10);
+                    if (v > 0 && v <= 512)
+                        nbs[nnb++] = (int)v;
+                    while (*e == ',')
+                        e++;
+                    if (v <= 0)
+                        break;
+                }
+            }
+            for (int bi = 0; bi < nnb; bi++) {
                 int thr[2] = {1, nt};
                 for (int ki = 0; ki < (nt > 1 ? 2 : 1); ki++) {
                     hp_kctx *kk = hp_kctx_new(thr[ki]);
                     bench_res r = bench(kk, t, W, mat, copies, x, out, rows,
                                         cols, nbs[bi]);
-                    printf("%-10s %-5s %3d %4d %9.3f %12.2f %9.2f\n",
+                    printf("%-10s %-5s %3d %4d %9.3f %12.2f %9.2f %9.3f\n",
                            impls[ii]->name, hp_dtype_name(t), nbs[bi],
-                           thr[ki], r.ms, r.gbs, r.gflops);
+                           thr[ki], r.ms, r.gbs, r.gflops, r.cpu_ms);
                     fflush(stdout);
                     hp_kctx_free(kk);
                 }
