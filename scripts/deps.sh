@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang
   libevent-dev            # HTTP server
   libcurl4-openssl-dev    # upstream client
   libjansson-dev          # JSON
