@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang libomp-dev
   libevent-dev            # HTTP server
   libcurl4-openssl-dev    # upstream client
   libjansson-dev          # JSON
