@@ -4,14 +4,7 @@
 # arguments go to hotpath: `make bench BENCH_ARGS="-p 512 -n 128 -t 2"`.
 set -euo pipefail
 bin=$1; shift
-model=""
-if [ -n "${HOTPATH_MODEL:-}" ]; then
-  model=$HOTPATH_MODEL
-else
-  for f in models/*.gguf ../shared/models/stories260K.gguf; do
-    if [ -f "$f" ]; then model=$f; break; fi
-  done
-fi
+model=$(bash "$(dirname "$0")/find-model.sh" || true)
 if [ -z "$model" ]; then
   echo "bench: no model found; run HOTPATH_MODEL=/path/to/model.gguf make bench" >&2
   exit 1

@@ -4,14 +4,7 @@
 # ../shared/models/stories260K.gguf.
 set -euo pipefail
 bin=$1 host=$2 port=$3
-model=""
-if [ -n "${HOTPATH_MODEL:-}" ]; then
-  model=$HOTPATH_MODEL
-else
-  for f in models/*.gguf ../shared/models/stories260K.gguf; do
-    if [ -f "$f" ]; then model=$f; break; fi
-  done
-fi
+model=$(bash "$(dirname "$0")/find-model.sh" || true)
 if [ -z "$model" ]; then
   cat >&2 <<MSG
 demo: no model found. Looked at \$HOTPATH_MODEL, ./models/*.gguf and
