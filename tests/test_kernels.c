@@ -489,6 +489,51 @@ static void matmul_large_batch_tiles_invariant(void **state)
     hp_kernels_init();
 }
 
+/* hp_matmul_multi gives exactly the values of separate hp_matmul calls,
+ * mixed dtypes included (one quantized, one float). */
+static void matmul_multi_equals_separate_calls(void **state)
+{
+    (void)state;
+    enum { COLS = 128, NB = 5 };
+    static const int rows[3] = {40, 13, 67};
+    static const hp_dtype types[3] = {HP_DT_Q4_0, HP_DT_F16, HP_DT_Q8_0};
+    float *w = malloc(sizeof(float) * 67 * COLS);
+    float x[NB * COLS];
+    fill(w, 67 * COLS, 1.0f);
+    fill(x, NB * COLS, 2.0f);
+    void *W[3];
+    float *sep[3], *fused[3];
+    hp_matmul_op ops[3];
+    for (int i = 0; i < 3; i++) {
+        W[i] = make_w(types[i], w, rows[i], COLS);
+        sep[i] = malloc(sizeof(float) * NB * (size_t)rows[i]);
+        fused[i] = malloc(sizeof(float) * NB * (size_t)rows[i]);
+        ops[i] = (hp_matmul_op){types[i], W[i], fused[i], rows[i]};
+    }
+    hp_kctx *k1 = hp_kctx_new(1), *k2 = hp_kctx_new(2);
+    for (int nb = 1; nb <= NB; nb += NB - 1) {
+        for (int i = 0; i < 3; i++)
+            hp_matmul(k1, types[i], W[i], x, sep[i], rows[i], COLS, nb);
+        hp_matmul_multi(k2, ops, 3, x, COLS, nb);
+        for (int i = 0; i < 3; i++)
+            assert_memory_equal(sep[i], fused[i],
+                                sizeof(float) * (size_t)nb * rows[i]);
+        hp_matmul_multi(k1, ops, 3, x, COLS, nb);
+        for (int i = 0; i < 3; i++)
+            assert_memory_equal(sep[i], fused[i],
+                                sizeof(float) * (size_t)nb * rows[i]);
+    }
+    hp_matmul_multi(k2, NULL, 3, x, COLS, 1); /* bad input: no crash */
+    for (int i = 0; i < 3; i++) {
+        free(W[i]);
+        free(sep[i]);
+        free(fused[i]);
+    }
+    hp_kctx_free(k1);
+    hp_kctx_free(k2);
+    free(w);
+}
+
 /* Every implementation's activation quantizer writes exactly the bytes of
  * the scalar spec hp_kern__quant_q8x, ties (x/d = k + 0.5) included. */
 static void quant_q8x_impls_match_spec(void **state)
@@ -651,6 +696,7 @@ int main(void)
         cmocka_unit_test(matmul_batch_and_thread_invariant),
         cmocka_unit_test(matmul_bad_input_does_not_crash),
         cmocka_unit_test(matmul_large_batch_tiles_invariant),
+        cmocka_unit_test(matmul_multi_equals_separate_calls),
         cmocka_unit_test(quant_q8x_impls_match_spec),
         cmocka_unit_test(attn_impls_match_ref_and_runs),
         cmocka_unit_test(get_row_dequantizes_one_row),

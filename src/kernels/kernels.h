@@ -99,6 +99,19 @@ void hp_kctx_parallel(hp_kctx *k, int n_chunks, hp_kctx_fn fn, void *arg);
  * Multithreaded over k's threads. This dominates the runtime. */
 void hp_matmul(hp_kctx *k, hp_dtype t, const void *W, const float *x,
                float *out, int rows, int cols, int nb);
+/* One matrix of a fused hp_matmul_multi call: out = W x, W rows x cols. */
+typedef struct hp_matmul_op {
+    hp_dtype type;
+    const void *W; /* borrows */
+    float *out;    /* borrows: nb x rows */
+    int rows;
+} hp_matmul_op;
+/* n products sharing the input x (nb x cols), e.g. Q, K and V: exactly the
+ * values of n hp_matmul calls, computed in one parallel job (one thread
+ * hand-off instead of n, x quantized once), which matters in decode where
+ * each matmul is only tens of microseconds. */
+void hp_matmul_multi(hp_kctx *k, const hp_matmul_op *ops, int n,
+                     const float *x, int cols, int nb);
 /* The same product, scalar, single-threaded, dequantize-then-dot in double
  * accumulation: the reference every fast path is tested against. */
 void hp_matmul_ref(hp_dtype t, const void *W, const float *x, float *out,

@@ -248,6 +248,79 @@ void hp_matmul(hp_kctx *k, hp_dtype t, const void *W, const float *x,
     hp_kern__pool_run(k->pool, nchunks, mm_chunk, &j);
 }
 
+/* ---- fused products ------------------------------------------------------ */
+
+#define MULTI_MAX 8
+
+typedef struct multi_job {
+    mm_job j[MULTI_MAX];
+    int first[MULTI_MAX + 1]; /* chunk index where op i starts */
+    int n;
+} multi_job;
+
+static void multi_chunk(void *arg, int c, int ith)
+{
+    const multi_job *m = arg;
+    int i = 0;
+    while (i + 1 < m->n && c >= m->first[i + 1])
+        i++;
+    mm_chunk((void *)&m->j[i], c - m->first[i], ith);
+}
+
+void hp_matmul_multi(hp_kctx *k, const hp_matmul_op *ops, int n,
+                     const float *x, int cols, int nb)
+{
+    if (ops == NULL || n <= 0 || nb <= 0)
+        return;
+    const hp_kern__impl *im = hp_kern__active();
+    bool fused = k != NULL && x != NULL && cols > 0 && cols % 32 == 0 &&
+                 n <= MULTI_MAX && k->n_threads > 1;
+    bool any_q8 = false;
+    for (int i = 0; fused && i < n; i++) {
+        hp_dtype t = ops[i].type;
+        fused = ops[i].W != NULL && ops[i].out != NULL && ops[i].rows > 0 &&
+                hp_dtype_supported(t) && hp_dtype_row_bytes(t, cols) > 0 &&
+                im->rows[t] != NULL;
+        any_q8 = any_q8 || (fused && im->wants_q8x[t]);
+    }
+    size_t nblk = (size_t)cols / 32;
+    if (fused && any_q8 && !reserve_xq(k, nblk * (size_t)nb))
+        fused = false;
+    if (!fused || get_pool(k) == NULL) {
+        for (int i = 0; i < n; i++)
+            hp_matmul(k, ops[i].type, ops[i].W, x, ops[i].out, ops[i].rows,
+                      cols, nb);
+        return;
+    }
+    if (any_q8)
+        im->quant_q8x(x, k->xq, cols, nb);
+    multi_job m;
+    m.n = n;
+    m.first[0] = 0;
+    long long total_groups = 0;
+    for (int i = 0; i < n; i++)
+        total_groups += (ops[i].rows + ROW_GROUP - 1) / ROW_GROUP;
+    /* chunks spread over the ops in proportion to their rows */
+    int want = k->n_threads * CHUNKS_PER_THREAD;
+    for (int i = 0; i < n; i++) {
+        hp_dtype t = ops[i].type;
+        int ngroups = (ops[i].rows + ROW_GROUP - 1) / ROW_GROUP;
+        int nchunks = (int)((long long)want * ngroups / total_groups);
+        if (nchunks < 1)
+            nchunks = 1;
+        if (nchunks > ngroups)
+            nchunks = ngroups;
+        int per = (ngroups + nchunks - 1) / nchunks;
+        m.j[i] = (mm_job){im->rows[t], ops[i].W,
+                          (size_t)hp_dtype_row_bytes(t, cols), x,
+                          im->wants_q8x[t] ? k->xq : NULL, ops[i].out,
+                          ops[i].rows, cols, nb, per * ROW_GROUP};
+        nchunks = (ops[i].rows + m.j[i].chunk_rows - 1) / m.j[i].chunk_rows;
+        m.first[i + 1] = m.first[i] + nchunks;
+    }
+    hp_kern__pool_run(k->pool, m.first[n], multi_chunk, &m);
+}
+
 /* ---- reference ---------------------------------------------------------- */
 
 void hp_matmul_ref(hp_dtype t, const void *W, const float *x, float *out,

@@ -89,6 +89,10 @@ static inline float load1(kind k, const uint8_t *row, int c)
 
 #define UNROLL _Pragma("GCC unroll 4")
 
+#ifndef PF_DIST
+#define PF_DIST 1024
+#endif
+
 /* F32 / F16 / BF16 weights, f32 activations. */
 static inline __attribute__((always_inline)) void
 tile_float(kind k, const targs *a, int r, int b, const int NR, const int NC)
@@ -151,6 +155,8 @@ tile_int(kind k, const targs *a, int r, int b, const int NR, const int NC)
         UNROLL for (int i = 0; i < NR; i++)
         {
             const uint8_t *p = row[i] + (size_t)blk * bb;
+            if (NC == 1 && PF_DIST > 0) /* matvec streams from DRAM: run ahead */
+                _mm_prefetch((const char *)p + PF_DIST, _MM_HINT_T0);
             dw[i] = _mm256_set1_ps(f16s(p));
             if (k == K_Q8_0) {
                 w[i] = _mm256_loadu_si256((const __m256i *)(p + 2));

@@ -251,10 +251,14 @@ static void block(hp_runner *r, int l, int T)
     for (int t = 0; t < T; t++)
         hp_rmsnorm(r->xb + (size_t)t * E, r->x + (size_t)t * E,
                    ly->attn_norm, E, hp->norm_eps);
-    /* q, k, v = xb Wq, xb Wk, xb Wv: each weight read once for all T */
-    matmul(r, &ly->wq, r->xb, r->q, T);
-    matmul(r, &ly->wk, r->xb, r->kk, T);
-    matmul(r, &ly->wv, r->xb, r->vv, T);
+    /* q, k, v = xb Wq, xb Wk, xb Wv: each weight read once for all T, the
+     * three in one parallel job */
+    hp_matmul_op qkv[3] = {
+        {ly->wq.type, ly->wq.data, r->q, (int)ly->wq.ne1},
+        {ly->wk.type, ly->wk.data, r->kk, (int)ly->wk.ne1},
+        {ly->wv.type, ly->wv.data, r->vv, (int)ly->wv.ne1},
+    };
+    hp_matmul_multi(r->k, qkv, 3, r->xb, E, T);
     /* RoPE on q and k; then store k, v at each token's position */
     for (int t = 0; t < T; t++) {
         const float *cs = r->rope_cs + (size_t)t * (size_t)R * 2;
@@ -277,8 +281,11 @@ static void block(hp_runner *r, int l, int T)
     for (int t = 0; t < T; t++)
         hp_rmsnorm(r->xb + (size_t)t * E, r->x + (size_t)t * E,
                    ly->ffn_norm, E, hp->norm_eps);
-    matmul(r, &ly->w_gate, r->xb, r->hb, T);
-    matmul(r, &ly->w_up, r->xb, r->hb2, T);
+    hp_matmul_op gate_up[2] = {
+        {ly->w_gate.type, ly->w_gate.data, r->hb, (int)ly->w_gate.ne1},
+        {ly->w_up.type, ly->w_up.data, r->hb2, (int)ly->w_up.ne1},
+    };
+    hp_matmul_multi(r->k, gate_up, 2, r->xb, E, T);
     for (int t = 0; t < T; t++)
         hp_silu_mul(r->hb + (size_t)t * F, r->hb + (size_t)t * F,
                     r->hb2 + (size_t)t * F, F);
