@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
@@ -99,6 +100,11 @@ static void on_event(const hp_event *ev, void *ud)
 
 static char *read_file(const char *path, size_t *len)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        errno = EISDIR;
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -167,7 +173,11 @@ static int generate(hp_model *m, const hp_engine_opts *eo, const char *prompt,
     hp_engine_free(e);
     free(ids);
     fputc('\n', stdout);
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "hotpath run: writing the output failed: %s\n",
+                strerror(errno));
+        return 1;
+    }
     if (st.failed) {
         fprintf(stderr, "hotpath run: %s\n", st.err);
         return 1;
@@ -213,8 +223,10 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
     double *tg = calloc((size_t)reps, sizeof(double));
     if (!pp || !tg)
         return 1;
-    fprintf(stderr, "bench: %s, %d threads, kernels %s, pp %d, tg %d, %d reps\n",
-            m->name, threads > 0 ? threads : 0, hp_kernels_impl(), n_prompt,
+    char th[16];
+    snprintf(th, sizeof th, "%d", threads);
+    fprintf(stderr, "bench: %s, %s threads, kernels %s, pp %d, tg %d, %d reps\n",
+            m->name, threads > 0 ? th : "all", hp_kernels_impl(), n_prompt,
             n_gen, reps);
     for (int rep = -1; rep < reps; rep++) { /* rep -1 warms caches */
         hp_seq_free(s);
@@ -339,6 +351,10 @@ int hp_cmd_run(int argc, char **argv)
     if (!model) {
         fprintf(stderr, "hotpath run: -m MODEL is required\n");
         run_usage(stderr);
+        return 2;
+    }
+    if (prompt && file) {
+        fprintf(stderr, "hotpath run: give -p TEXT or -f FILE, not both\n");
         return 2;
     }
     if (!do_bench && !prompt && !file) {

@@ -465,8 +465,12 @@ static hp_err synth(job *j, const hp_gguf *vocab_src, hp_errbuf *eb)
     }
     snprintf(tmp, tl, "%s.partial", j->out);
     struct stat sb;
-    if (stat(j->out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        e = hp_errf(eb, HP_ERR_IO, "%s: is a directory", j->out);
+    /* lstat: the rename below would replace a symlink, a device or a
+     * FIFO rather than write through it; only regular files are ours */
+    if (lstat(j->out, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        e = hp_errf(eb, HP_ERR_IO, "%s: %s; give a path to a regular file",
+                    j->out, S_ISDIR(sb.st_mode) ? "is a directory"
+                                                : "exists and is not a regular file");
         goto done;
     }
     /* Fail on an unwritable path before minutes of work, not after. */

@@ -33,9 +33,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -73,6 +76,9 @@ struct hp_server {
     struct event_base *base;    /* owns */
     struct evhttp *http;        /* owns */
     struct evhttp_bound_socket *sock; /* owned by http */
+    struct evconnlistener *listener;  /* owned by http (via sock) */
+    struct event *accept_retry; /* owns: re-enables accept after EMFILE */
+    bool accept_paused;         /* out of descriptors; logged once */
     struct event *sig_int, *sig_term; /* owns */
     struct event *stop_ev;      /* owns: activated by hp_server_stop */
     struct event *grace_ev;     /* owns: stop deadline */
@@ -302,6 +308,28 @@ static void handle_event(sreq *s, const qnode *q)
                       s->out.len);
         return;
     }
+    if (q->kind == HP_EV_CHOICE_END && q->finish == HP_FINISH_CANCELLED &&
+        s->srv->stopping) {
+        /* cut off by shutdown: the stream must not look complete, so it
+         * ends with an in-band error event and no [DONE] */
+        char *err = hp_http_err_json("The server is shutting down; the "
+                                     "generation was cut off",
+                                     "server_error", NULL, "shutdown");
+        if (err) {
+            hp_oai_out_clear(&s->out);
+            struct evbuffer *b = evbuffer_new();
+            if (b) {
+                evbuffer_add_printf(b, "data: %s\n\n", err);
+                evhttp_send_reply_chunk(s->req, b);
+                evbuffer_free(b);
+            }
+            free(err);
+        }
+        struct evhttp_request *req = s->req;
+        http_detach(s);
+        evhttp_send_reply_end(req);
+        return;
+    }
     bool done = hp_openai_resp_event(s->resp, &ev, &s->out);
     if (done)
         stream_end(s);
@@ -487,6 +515,15 @@ static void handle_generate(hp_server *srv, struct evhttp_request *req,
         evhttp_add_header(h, "Content-Type", "text/event-stream");
         evhttp_add_header(h, "Cache-Control", "no-cache");
         evhttp_add_header(h, "X-Accel-Buffering", "no");
+        /* HTTP/1.0 has no chunked encoding: the stream is delimited by
+         * closing the connection (else libevent would announce a
+         * Content-Length of 0 on a keep-alive reply) */
+        /* libevent 2.1 exposes the version only in http_struct.h; it
+         * decides keep-alive from the request's Connection header, so
+         * dropping that makes it close after the stream */
+        if (req->major == 1 && req->minor == 0)
+            evhttp_remove_header(evhttp_request_get_input_headers(req),
+                                 "Connection");
         evhttp_send_reply_start(req, 200, "OK");
         hp_openai_resp_begin(s->resp, &s->out);
         stream_write(s);
@@ -649,11 +686,84 @@ static void on_request(struct evhttp_request *req, void *arg)
                      "unknown_url", msg, NULL, NULL);
 }
 
+/* ---- accept errors --------------------------------------------------------- */
+
+/* Out of file descriptors, accept() fails at once and libevent would call
+ * it again in a tight loop (one log line each time). Pause accepting for
+ * 100 ms instead, like nginx, and say so once per episode; connections
+ * already open keep being served.
+ *
+ * libevent hands this callback the listener's user pointer, which evhttp
+ * sets to its own struct evhttp, so a small table maps that back to our
+ * server (a process normally runs one; the table allows a few). */
+#define MAX_SERVERS 8
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static hp_server *reg[MAX_SERVERS];
+
+static void reg_set(hp_server *srv, bool add)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        if (add && !reg[i]) {
+            reg[i] = srv;
+            break;
+        }
+        if (!add && reg[i] == srv)
+            reg[i] = NULL;
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+static hp_server *reg_find(const void *http)
+{
+    hp_server *found = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (int i = 0; i < MAX_SERVERS; i++)
+        if (reg[i] && (const void *)reg[i]->http == http)
+            found = reg[i];
+    pthread_mutex_unlock(&reg_mu);
+    return found;
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    hp_server *srv = reg_find(arg);
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        fprintf(stderr, "hotpath: accept: %s\n",
+                evutil_socket_error_to_string(e));
+        return;
+    }
+    evconnlistener_disable(l);
+    if (srv && !srv->accept_paused) {
+        srv->accept_paused = true;
+        fprintf(stderr, "hotpath: out of file descriptors (%s): not "
+                "accepting new connections for now\n",
+                evutil_socket_error_to_string(e));
+    }
+    struct timeval tv = {0, 100000};
+    if (srv)
+        evtimer_add(srv->accept_retry, &tv);
+    else
+        evconnlistener_enable(l); /* cannot happen; never stay deaf */
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    hp_server *srv = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(srv->listener);
+    /* accept_paused stays set while accept keeps failing, so the message
+     * is printed once per episode; a success clears it (on_new_conn) */
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
 {
     hp_server *srv = arg;
+    srv->accept_paused = false; /* accepting works again */
     struct bufferevent *bev =
         bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (bev)
@@ -763,6 +873,12 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto fail;
     }
+    srv->listener = evhttp_bound_socket_get_listener(srv->sock);
+    srv->accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
+    if (!srv->accept_retry)
+        goto fail;
+    evconnlistener_set_error_cb(srv->listener, on_accept_error);
+    reg_set(srv, true);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->sock);
@@ -833,6 +949,9 @@ void hp_server_free(hp_server *s)
             nanosleep(&ts, NULL);
         }
     }
+    reg_set(s, false);
+    if (s->accept_retry)
+        event_free(s->accept_retry);
     if (s->http)
         evhttp_free(s->http); /* closes connections: close callbacks run */
     while (s->reqs) {
