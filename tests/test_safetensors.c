@@ -200,7 +200,7 @@ static void st_valid_single_file(void **state)
     assert_non_null(strstr(eb.msg, "tensor a: shape [2, 3], expected [3, 2]"));
     assert_int_equal(hp_st_get(st, "a", 1, want, &t, &eb), HP_ERR_FORMAT);
     assert_int_equal(hp_st_get(st, "q", 0, NULL, &t, &eb), HP_ERR_NOT_FOUND);
-    assert_non_null(strstr(eb.msg, "tensor q: missing"));
+    assert_string_equal(eb.msg, "valid.safetensors: tensor q: missing");
     assert_int_equal(hp_st_get(st, "c", 0, NULL, &t, &eb),
                      HP_ERR_UNSUPPORTED);
     assert_non_null(strstr(eb.msg, "I64"));
@@ -455,6 +455,11 @@ static void st_bad_sharded_sets(void **state)
     assert_int_equal(hp_st_open(make_set("ok", IDX(GOOD4)), &st, &eb), HP_OK);
     assert_int_equal(hp_st_count(st), 4);
     assert_int_equal(hp_st_find(st, "w.d")->type, HP_DT_F16);
+    /* a set's lookups are reported against its index */
+    assert_int_equal(hp_st_get(st, "w.x", 0, NULL, NULL, &eb),
+                     HP_ERR_NOT_FOUND);
+    assert_string_equal(eb.msg, "model.safetensors.index.json: tensor w.x: "
+                                "missing");
     hp_st_close(st);
 
     expect_open(make_set("missing_shard", IDX(GOOD4 ",\"w.e\":\"s3."

@@ -44,6 +44,7 @@ typedef struct shard {
 } shard;
 
 struct hp_st {
+    char *label;           /* owns: index or file basename, for messages */
     shard *shards;         /* owns: n_shards */
     size_t n_shards;
     hp_st_tensor *tensors; /* owns: n_tensors */
@@ -520,6 +521,7 @@ hp_err hp_st_open(const char *path, hp_st **out, hp_errbuf *eb)
         return hp_errf(eb, HP_ERR_NOMEM, "out of memory");
     hp_err e;
     char *tmp = NULL, *dir = NULL;
+    const char *label = NULL; /* sharded: the index name */
     struct stat sb;
     if (stat(path, &sb) != 0) {
         e = hp_errf(eb, errno == ENOENT ? HP_ERR_NOT_FOUND : HP_ERR_IO,
@@ -531,6 +533,7 @@ hp_err hp_st_open(const char *path, hp_st **out, hp_errbuf *eb)
         if (tmp == NULL)
             goto nomem;
         if (is_file(tmp)) {
+            label = INDEX_NAME;
             e = open_index(st, path, tmp, eb);
         } else {
             free(tmp);
@@ -547,6 +550,7 @@ hp_err hp_st_open(const char *path, hp_st **out, hp_errbuf *eb)
                 e = build_table(st, eb);
         }
     } else if (ends_with(path, ".index.json")) {
+        label = base_of(path);
         dir = strdup(path);
         if (dir == NULL)
             goto nomem;
@@ -567,6 +571,10 @@ hp_err hp_st_open(const char *path, hp_st **out, hp_errbuf *eb)
     }
     if (e != HP_OK)
         goto fail;
+    /* a sharded set is named by its index, a single file by itself */
+    st->label = strdup(label ? label : st->shards[0].base);
+    if (st->label == NULL)
+        goto nomem;
     free(tmp);
     free(dir);
     *out = st;
@@ -591,6 +599,7 @@ void hp_st_close(hp_st *st)
         json_decref(sh->hdr);
         free(sh->path);
     }
+    free(st->label);
     free(st->shards);
     free(st->tensors);
     free(st->table);
@@ -654,7 +663,7 @@ hp_err hp_st_get(const hp_st *st, const char *name, int ndims,
     const hp_st_tensor *t = hp_st_find(st, name);
     if (t == NULL)
         return hp_errf(eb, HP_ERR_NOT_FOUND, "%s: tensor %s: missing",
-                       st && st->n_shards ? st->shards[0].base : "checkpoint",
+                       st && st->label ? st->label : "checkpoint",
                        show(name, nb, sizeof nb));
     if (t->type == HP_DT_COUNT)
         return hp_errf(eb, HP_ERR_UNSUPPORTED, "%s: tensor %s: dtype %s not "

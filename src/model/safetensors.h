@@ -102,7 +102,8 @@ const hp_st_tensor *hp_st_at(const hp_st *st, size_t i);
 /* Lookup by exact name (hash table); NULL when absent. */
 const hp_st_tensor *hp_st_find(const hp_st *st, const char *name);
 
-/* Lookup for a loader: the tensor must exist (HP_ERR_NOT_FOUND), have a
+/* Lookup for a loader: the tensor must exist (HP_ERR_NOT_FOUND, naming
+ * the single file or, for a sharded set, the index), have a
  * kernel type F32/F16/BF16 (HP_ERR_UNSUPPORTED naming the file type), and
  * when ndims > 0, exactly that many dims equal to shape[0..ndims) (a shape
  * entry < 0 matches anything); else HP_ERR_FORMAT naming the file, the
