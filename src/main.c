@@ -14,6 +14,7 @@ static const subcmd cmds[] = {
     {"serve", hp_cmd_serve, "serve a model over an OpenAI-compatible HTTP API"},
     {"run", hp_cmd_run, "generate a completion for a prompt on the command line"},
     {"tokenize", hp_cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", hp_cmd_detokenize, "print the text of token ids"},
     {"bench", hp_cmd_bench, "load-test an OpenAI-compatible server"},
     {"synth", hp_cmd_synth, "write a random-weight llama GGUF of a given shape"},
 };

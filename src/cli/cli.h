@@ -7,6 +7,7 @@
 int hp_cmd_run(int argc, char **argv);
 int hp_cmd_serve(int argc, char **argv);
 int hp_cmd_tokenize(int argc, char **argv);
+int hp_cmd_detokenize(int argc, char **argv);
 int hp_cmd_bench(int argc, char **argv);
 int hp_cmd_synth(int argc, char **argv);
 

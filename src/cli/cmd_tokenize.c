@@ -1,8 +1,9 @@
 /* cmd_tokenize.c: `hotpath tokenize`: print the token ids of a text, or of
  * every case of a test-vector file.
  *
- * Loads only the GGUF metadata and the vocabulary (never the weights), so it
- * works on vocabulary-only files such as shared/vocab/ggml-vocab-*.gguf.
+ * Loads only the vocabulary (never the weights): GGUF metadata, so it
+ * works on vocabulary-only files such as shared/vocab/ggml-vocab-*.gguf,
+ * or a Hugging Face tokenizer.json (or a folder holding one).
  * With --file it reproduces the .out format of those vectors exactly, which
  * makes `diff` the tokenizer conformance test. */
 #include <getopt.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/gguf.h"
 #include "model/vocab.h"
 
 /* Case separator of the .inp vector files; each one ends a case. */
@@ -26,19 +26,24 @@ static void tokenize_usage(FILE *f)
         "-p TEXT, or, when neither is given, of all of stdin (bytes kept as\n"
         "they are, trailing newline included), on one line separated by\n"
         "spaces. BOS is prepended when the vocabulary asks for it\n"
-        "(tokenizer.ggml.add_bos_token).\n\n"
+        "(tokenizer.ggml.add_bos_token), and EOS appended when it asks for\n"
+        "that too (add_eos_token; BERT: [CLS] ... [SEP]).\n\n"
         "With --file, F holds test cases in the shared/vocab .inp format:\n"
         "each case is the text before a line '__ggml_vocab_test__' (cases are\n"
         "split on \"\\n__ggml_vocab_test__\\n\"; text after the last separator\n"
         "is one more case if not empty). One line is printed per case in the\n"
         ".out format: each id preceded by a space, an empty line for no ids.\n"
         "Cases are tokenized WITHOUT BOS (the .out convention) unless --bos.\n\n"
-        "Only the vocabulary is loaded, so vocabulary-only GGUF files work.\n\n"
+        "Only the vocabulary is loaded, so vocabulary-only GGUF files work.\n"
+        "MODEL may also be a Hugging Face tokenizer.json, or a folder holding\n"
+        "one (and optionally tokenizer_config.json).\n\n"
         "options:\n"
-        "  -m, --model PATH    GGUF file holding tokenizer.ggml.* (required)\n"
+        "  -m, --model PATH    GGUF file holding tokenizer.ggml.*, or a\n"
+        "                      tokenizer.json / folder with one (required)\n"
         "  -p, --prompt TEXT   text to tokenize\n"
         "  -f, --file F        tokenize every case of F, one output line each\n"
-        "      --bos           always prepend BOS (if the vocabulary has one)\n"
+        "      --bos           always prepend BOS (if the vocabulary has one;\n"
+        "                      also EOS where the vocabulary appends it)\n"
         "      --no-bos        never prepend BOS\n"
         "      --special       parse special-token texts (e.g. <s>) into their ids;\n"
         "                      without it they are tokenized as plain text\n"
@@ -99,20 +104,14 @@ static int encode(const hp_vocab *v, const char *text, size_t len, bool bos,
     }
 }
 
-/* Load the vocabulary of path, printing any error with the file's name. */
+/* Load the vocabulary of path (GGUF, tokenizer.json or a folder holding
+ * one), printing any error with the file's name. */
 static hp_vocab *load_vocab(const char *path)
 {
     hp_errbuf eb = {{0}};
-    hp_gguf *g = NULL;
     hp_vocab *v = NULL;
-    hp_err err = hp_gguf_open(path, &g, &eb);
-    if (err == HP_OK) {
-        err = hp_vocab_load(g, &v, &eb);
-        hp_gguf_close(g); /* the vocabulary keeps its own copies */
-    }
+    hp_err err = hp_vocab_open(path, &v, &eb);
     if (err != HP_OK) {
-        /* gguf errors already name the file (by its base name);
-         * vocabulary errors do not. */
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
         if (*base && strstr(eb.msg, base))

@@ -41,41 +41,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tok_impl.h"
+
 /* Token texts longer than this are refused as corrupt; real vocabularies
  * stay under a few hundred bytes. */
 #define MAX_TOKEN_TEXT (1u << 16)
-/* At most this many end-of-generation ids are remembered. */
-#define MAX_EOG 8
-/* SentencePiece's escaped space, U+2581 "▁". */
-#define WS "\xE2\x96\x81"
-
-struct hp_vocab {
-    int32_t n;             /* number of tokens */
-    char *text;            /* owns: all token texts, each NUL-terminated */
-    uint32_t *off;         /* owns: [n] start of token i in text */
-    uint32_t *len;         /* owns: [n] byte length of token i */
-    float *score;          /* owns: [n] merge priority (higher first) */
-    uint8_t *type;         /* owns: [n] HP_TOKTYPE_* (0 = missing/normal) */
-    int32_t *slots;        /* owns: hash table of ids, -1 empty */
-    uint32_t mask;         /* slot count - 1 (a power of two) */
-
-    int32_t bos, eos, unk, pad; /* -1 when absent */
-    bool add_bos, add_eos, add_space_prefix;
-    int32_t byte_tok[256]; /* id of <0xNN>, -1 when absent */
-    bool has_byte_tokens;
-    /* No piece has "▁" after another character, so no merge crosses the
-     * start of a word and words can be merged one at a time. */
-    bool word_split;
-
-    /* Special-token matcher: distinct lengths of control/user-defined/
-     * unknown texts, longest first, and which bytes can start one. */
-    uint32_t *spec_lens;   /* owns */
-    int n_spec_lens;
-    uint8_t spec_first[32]; /* bitmap over the first byte */
-
-    int32_t eog[MAX_EOG];
-    int n_eog;
-};
+#define MAX_EOG HP_TOK__MAX_EOG
+#define WS HP_TOK__WS
 
 /* ---- hash table -------------------------------------------------------- */
 
@@ -108,6 +80,11 @@ static uint32_t find_slot(const hp_vocab *v, const char *s, size_t n)
 static int32_t lookup(const hp_vocab *v, const char *s, size_t n)
 {
     return v->slots[find_slot(v, s, n)];
+}
+
+int32_t hp_tok__lookup(const hp_vocab *v, const char *s, size_t n)
+{
+    return lookup(v, s, n);
 }
 
 static bool is_special_type(uint8_t t)
@@ -172,7 +149,7 @@ static hp_err get_flag(const hp_gguf *g, const char *key, bool dflt,
 
 /* Fill the lookup tables that depend on the texts and types: hash, byte
  * tokens, special-token matcher, end-of-generation set. One pass each. */
-static hp_err build_tables(hp_vocab *v)
+hp_err hp_tok__build_tables(hp_vocab *v, hp_errbuf *eb)
 {
     uint32_t slots = 1;
     while (slots < (uint32_t)v->n * 2u)
@@ -180,7 +157,7 @@ static hp_err build_tables(hp_vocab *v)
     v->mask = slots - 1;
     v->slots = malloc(sizeof *v->slots * slots);
     if (!v->slots)
-        return HP_ERR_NOMEM;
+        return hp_errf(eb, HP_ERR_NOMEM, "vocabulary: out of memory");
     memset(v->slots, 0xFF, sizeof *v->slots * slots); /* all -1 */
     /* Later duplicates win, as in the reference loaders. */
     for (int32_t id = 0; id < v->n; id++)
@@ -225,7 +202,7 @@ static hp_err build_tables(hp_vocab *v)
         uint32_t *nl = realloc(v->spec_lens,
                                sizeof *nl * (size_t)(v->n_spec_lens + 1));
         if (!nl)
-            return HP_ERR_NOMEM;
+            return hp_errf(eb, HP_ERR_NOMEM, "vocabulary: out of memory");
         v->spec_lens = nl;
         memmove(nl + k + 1, nl + k, sizeof *nl * (size_t)(v->n_spec_lens - k));
         nl[k] = l;
@@ -233,8 +210,8 @@ static hp_err build_tables(hp_vocab *v)
     }
 
     static const char *const eot_texts[] = {
-        "<|eot_id|>", "<|end|>", "<|im_end|>", "<end_of_turn>",
-        "<|endoftext|>", "</s>"};
+        "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|im_end|>",
+        "<end_of_turn>", "<|endoftext|>", "</s>"};
     if (v->eos >= 0)
         v->eog[v->n_eog++] = v->eos;
     for (size_t i = 0; i < sizeof eot_texts / sizeof eot_texts[0]; i++) {
@@ -247,18 +224,83 @@ static hp_err build_tables(hp_vocab *v)
     return HP_OK;
 }
 
+hp_err hp_tok__init_tokens(hp_vocab *v, int32_t n, const hp_str *strs,
+                           hp_errbuf *eb)
+{
+    uint64_t total = 0;
+    if (n <= 0 || n > 0x7FFFFFF)
+        return hp_errf(eb, HP_ERR_FORMAT, "bad token count %d", (int)n);
+    for (int32_t i = 0; i < n; i++) {
+        if (strs[i].len > MAX_TOKEN_TEXT)
+            return hp_errf(eb, HP_ERR_FORMAT,
+                           "token %d: text of %llu bytes", (int)i,
+                           (unsigned long long)strs[i].len);
+        total += strs[i].len + 1;
+    }
+    if (total > 0xFFFFFFF0u)
+        return hp_errf(eb, HP_ERR_FORMAT, "vocabulary texts too large");
+    v->n = n;
+    v->text = malloc((size_t)total);
+    v->off = malloc(sizeof *v->off * (size_t)n);
+    v->len = malloc(sizeof *v->len * (size_t)n);
+    v->score = calloc((size_t)n, sizeof *v->score);
+    v->type = malloc((size_t)n);
+    if (!v->text || !v->off || !v->len || !v->score || !v->type)
+        return hp_errf(eb, HP_ERR_NOMEM, "vocabulary: out of memory");
+    uint32_t pos = 0;
+    for (int32_t i = 0; i < n; i++) {
+        v->off[i] = pos;
+        v->len[i] = (uint32_t)strs[i].len;
+        if (strs[i].len)
+            memcpy(v->text + pos, strs[i].ptr, strs[i].len);
+        pos += (uint32_t)strs[i].len;
+        v->text[pos++] = '\0';
+        v->type[i] = HP_TOKTYPE_NORMAL;
+    }
+    return HP_OK;
+}
+
+/* Read tokenizer.ggml.merges into the BPE merge table. */
+static hp_err load_merges(const hp_gguf *g, hp_vocab *v, hp_errbuf *eb)
+{
+    const hp_gguf_kv *km = hp_gguf_find(g, "tokenizer.ggml.merges");
+    if (!km)
+        return hp_errf(eb, HP_ERR_FORMAT, "tokenizer.ggml.merges missing");
+    if (km->type != HP_GGUF_ARRAY || km->arr_type != HP_GGUF_STRING ||
+        km->arr_n > 0x7FFFFFF)
+        return hp_errf(eb, HP_ERR_FORMAT,
+                       "tokenizer.ggml.merges: not a string array");
+    hp_str *ms = malloc(sizeof *ms * (size_t)(km->arr_n ? km->arr_n : 1));
+    if (!ms)
+        return hp_errf(eb, HP_ERR_NOMEM, "vocabulary: out of memory");
+    hp_err err;
+    if (!hp_gguf_arr_strs(km, ms))
+        err = hp_errf(eb, HP_ERR_FORMAT, "tokenizer.ggml.merges unreadable");
+    else
+        err = hp_tok__bpe_init(v, ms, NULL, (int32_t)km->arr_n, eb);
+    free(ms);
+    return err;
+}
+
 hp_err hp_vocab_load(const hp_gguf *g, hp_vocab **out, hp_errbuf *eb)
 {
     hp_str model;
     hp_str *strs = NULL;
     hp_vocab *v = NULL;
     hp_err err;
+    hp_tok__kind kind;
 
     *out = NULL;
     if (!hp_gguf_get_str(g, "tokenizer.ggml.model", &model))
         return hp_errf(eb, HP_ERR_FORMAT,
                        "no tokenizer: tokenizer.ggml.model missing");
-    if (!hp_str_eq(model, "llama")) {
+    if (hp_str_eq(model, "llama")) {
+        kind = HP_TOK__SPM;
+    } else if (hp_str_eq(model, "gpt2")) {
+        kind = HP_TOK__BPE;
+    } else if (hp_str_eq(model, "bert")) {
+        kind = HP_TOK__WPM;
+    } else {
         int ml = model.len > 64 ? 64 : (int)model.len;
         return hp_errf(eb, HP_ERR_UNSUPPORTED,
                        "unsupported tokenizer model '%.*s'", ml, model.ptr);
@@ -297,41 +339,17 @@ hp_err hp_vocab_load(const hp_gguf *g, hp_vocab **out, hp_errbuf *eb)
     v = calloc(1, sizeof *v);
     if (!strs || !v)
         goto nomem;
-    v->n = n;
+    v->kind = kind;
     if (!hp_gguf_arr_strs(ktok, strs)) {
         err = hp_errf(eb, HP_ERR_FORMAT, "tokenizer.ggml.tokens unreadable");
         goto fail;
     }
-
-    uint64_t total = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (strs[i].len > MAX_TOKEN_TEXT) {
-            err = hp_errf(eb, HP_ERR_FORMAT,
-                          "tokenizer.ggml.tokens[%d]: text of %llu bytes",
-                          (int)i, (unsigned long long)strs[i].len);
-            goto fail;
-        }
-        total += strs[i].len + 1;
-    }
-    if (total > 0xFFFFFFF0u) {
-        err = hp_errf(eb, HP_ERR_FORMAT, "tokenizer.ggml.tokens too large");
+    err = hp_tok__init_tokens(v, n, strs, eb);
+    if (err != HP_OK)
         goto fail;
-    }
-    v->text = malloc((size_t)total);
-    v->off = malloc(sizeof *v->off * (size_t)n);
-    v->len = malloc(sizeof *v->len * (size_t)n);
-    v->score = malloc(sizeof *v->score * (size_t)n);
-    v->type = malloc((size_t)n);
-    if (!v->text || !v->off || !v->len || !v->score || !v->type)
-        goto nomem;
-    uint32_t pos = 0;
+    free(strs);
+    strs = NULL;
     for (int32_t i = 0; i < n; i++) {
-        v->off[i] = pos;
-        v->len[i] = (uint32_t)strs[i].len;
-        if (strs[i].len)
-            memcpy(v->text + pos, strs[i].ptr, strs[i].len);
-        pos += (uint32_t)strs[i].len;
-        v->text[pos++] = '\0';
         v->score[i] = ksc ? hp_gguf_arr_f32(ksc, (uint64_t)i) : 0.0f;
         int64_t t = kty ? hp_gguf_arr_int(kty, (uint64_t)i)
                         : HP_TOKTYPE_NORMAL;
@@ -340,32 +358,63 @@ hp_err hp_vocab_load(const hp_gguf *g, hp_vocab **out, hp_errbuf *eb)
                          ? (uint8_t)t
                          : (uint8_t)HP_TOKTYPE_NORMAL;
     }
-    free(strs);
-    strs = NULL;
 
-    /* SentencePiece's conventional ids apply when the keys are absent. */
-    err = get_id(g, "tokenizer.ggml.bos_token_id", n, 1, &v->bos, eb);
+    /* SentencePiece's conventional ids apply when the keys are absent;
+     * the other families have no conventional ids. WordPiece's BOS/EOS
+     * are [CLS]/[SEP], and it adds both by default. */
+    bool spm = kind == HP_TOK__SPM, wpm = kind == HP_TOK__WPM;
+    err = get_id(g, "tokenizer.ggml.bos_token_id", n, spm ? 1 : -1,
+                 &v->bos, eb);
     if (err == HP_OK)
-        err = get_id(g, "tokenizer.ggml.eos_token_id", n, 2, &v->eos, eb);
+        err = get_id(g, "tokenizer.ggml.eos_token_id", n, spm ? 2 : -1,
+                     &v->eos, eb);
     if (err == HP_OK)
-        err = get_id(g, "tokenizer.ggml.unknown_token_id", n, 0, &v->unk, eb);
+        err = get_id(g, "tokenizer.ggml.unknown_token_id", n, spm ? 0 : -1,
+                     &v->unk, eb);
     if (err == HP_OK)
         err = get_id(g, "tokenizer.ggml.padding_token_id", n, -1, &v->pad,
                      eb);
+    if (err == HP_OK && wpm && v->bos < 0)
+        err = get_id(g, "tokenizer.ggml.cls_token_id", n, -1, &v->bos, eb);
+    if (err == HP_OK && wpm && v->eos < 0)
+        err = get_id(g, "tokenizer.ggml.seperator_token_id", n, -1, &v->eos,
+                     eb);
     if (err == HP_OK)
-        err = get_flag(g, "tokenizer.ggml.add_bos_token", true, &v->add_bos,
+        err = get_flag(g, "tokenizer.ggml.add_bos_token", spm || wpm,
+                       &v->add_bos, eb);
+    if (err == HP_OK)
+        err = get_flag(g, "tokenizer.ggml.add_eos_token", wpm, &v->add_eos,
                        eb);
     if (err == HP_OK)
-        err = get_flag(g, "tokenizer.ggml.add_eos_token", false, &v->add_eos,
-                       eb);
-    if (err == HP_OK)
-        err = get_flag(g, "tokenizer.ggml.add_space_prefix", true,
+        err = get_flag(g, "tokenizer.ggml.add_space_prefix", spm,
                        &v->add_space_prefix, eb);
     if (err != HP_OK)
         goto fail;
+    /* The hash comes first: merges and casing are resolved through it. */
+    err = hp_tok__build_tables(v, eb);
+    if (err != HP_OK)
+        goto fail;
 
-    if (build_tables(v) != HP_OK)
-        goto nomem;
+    if (kind == HP_TOK__BPE) {
+        hp_str pre = {0};
+        v->match_user_defined = true;
+        v->byte_level = true;
+        err = load_merges(g, v, eb);
+        if (err == HP_OK) {
+            bool has_pre = hp_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+            err = hp_tok__pretok_named(has_pre ? pre.ptr : NULL,
+                                       has_pre ? pre.len : 0, &v->pre, eb);
+            /* Llama 3's tokenizer.json sets ignore_merges. */
+            v->ignore_merges = has_pre && (hp_str_eq(pre, "llama-bpe") ||
+                                           hp_str_eq(pre, "llama3") ||
+                                           hp_str_eq(pre, "llama-v3"));
+        }
+        if (err != HP_OK)
+            goto fail;
+    } else if (kind == HP_TOK__WPM) {
+        v->match_user_defined = true;
+        hp_tok__wpm_init(v);
+    }
     *out = v;
     return HP_OK;
 
@@ -374,6 +423,36 @@ nomem:
 fail:
     free(strs);
     hp_vocab_free(v);
+    return err;
+}
+
+hp_err hp_vocab_open(const char *path, hp_vocab **out, hp_errbuf *eb)
+{
+    char magic[4] = {0};
+    *out = NULL;
+    if (!path)
+        return hp_errf(eb, HP_ERR_INVALID, "no vocabulary path");
+    FILE *f = fopen(path, "rb");
+    bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f)
+        fclose(f);
+    if (!gguf)
+        return hp_vocab_load_hf(path, NULL, out, eb);
+    hp_gguf *g = NULL;
+    hp_err err = hp_gguf_open(path, &g, eb);
+    if (err != HP_OK)
+        return err;
+    err = hp_vocab_load(g, out, eb);
+    hp_gguf_close(g); /* the vocabulary keeps its own copies */
+    if (err != HP_OK) {
+        /* Vocabulary errors do not name the file; add it. */
+        char msg[HP_ERRBUF_LEN];
+        snprintf(msg, sizeof msg, "%s", eb ? eb->msg : "");
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (eb && !strstr(msg, base))
+            hp_errf(eb, err, "%s: %s", path, msg);
+    }
     return err;
 }
 
@@ -388,6 +467,8 @@ void hp_vocab_free(hp_vocab *v)
     free(v->type);
     free(v->slots);
     free(v->spec_lens);
+    hp_tok__bpe_free(v);
+    hp_tok__pretok_free(v->pre);
     free(v);
 }
 
@@ -397,6 +478,7 @@ int32_t hp_vocab_size(const hp_vocab *v) { return v ? v->n : 0; }
 int32_t hp_vocab_bos(const hp_vocab *v) { return v ? v->bos : -1; }
 int32_t hp_vocab_eos(const hp_vocab *v) { return v ? v->eos : -1; }
 bool hp_vocab_add_bos(const hp_vocab *v) { return v ? v->add_bos : false; }
+bool hp_vocab_add_eos(const hp_vocab *v) { return v ? v->add_eos : false; }
 
 bool hp_vocab_is_eog(const hp_vocab *v, int32_t id)
 {
@@ -424,19 +506,8 @@ int32_t hp_vocab_find(const hp_vocab *v, const char *s, size_t len)
 
 /* ---- encoding ---------------------------------------------------------- */
 
-/* Output cursor: counts every id, stores those that fit. */
-typedef struct emitter {
-    int32_t *out; /* borrows */
-    int cap;
-    int n;
-} emitter;
-
-static void emit(emitter *e, int32_t id)
-{
-    if (e->n < e->cap)
-        e->out[e->n] = id;
-    e->n++;
-}
+typedef hp_tok__out emitter;
+#define emit hp_tok__emit
 
 /* A run of raw text, or one special token matched in the input. */
 typedef struct fragment {
@@ -522,7 +593,7 @@ static void try_pair(const hp_vocab *v, session *s, int left, int right)
 
 /* Length of the UTF-8 character at s[0..n), or 1 for an ill-formed byte,
  * which then becomes a symbol of its own and falls back to <0xNN>. */
-static uint32_t char_len(const unsigned char *s, size_t n)
+uint32_t hp_tok__char_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     uint32_t need;
@@ -546,6 +617,45 @@ static uint32_t char_len(const unsigned char *s, size_t n)
         (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))
         return 1;
     return need;
+}
+
+int32_t hp_tok__decode_cp(const unsigned char *s, uint32_t l)
+{
+    switch (l) {
+    case 1:
+        return s[0] < 0x80 ? s[0] : -1;
+    case 2:
+        return ((s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    case 3:
+        return ((s[0] & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    default:
+        return ((s[0] & 0x07) << 18) | ((s[1] & 0x3F) << 12) |
+               ((s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    }
+}
+
+int hp_tok__encode_cp(int32_t cp, char *d)
+{
+    if (cp < 0x80) {
+        d[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char)(0xC0 | (cp >> 6));
+        d[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char)(0xE0 | (cp >> 12));
+        d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        d[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    d[0] = (char)(0xF0 | (cp >> 18));
+    d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    d[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    d[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
 }
 
 /* Emit a symbol that is no piece: its bytes as byte tokens, else UNK. */
@@ -633,7 +743,7 @@ static void encode_segment(const hp_vocab *v, session *s, const char *text,
     /* Step 2: one symbol per character. */
     int nsym = 0;
     for (uint32_t i = 0; i < n;) {
-        uint32_t cl = char_len((const unsigned char *)s->buf + i, n - i);
+        uint32_t cl = hp_tok__char_len((const unsigned char *)s->buf + i, n - i);
         s->sym[nsym] = (symbol){nsym - 1, nsym + 1, i, cl};
         nsym++;
         i += cl;
@@ -655,7 +765,7 @@ static void encode_segment(const hp_vocab *v, session *s, const char *text,
 
 /* Special token whose text starts at text[i], longest first; -1 if none. */
 static int32_t match_special(const hp_vocab *v, const char *text, size_t len,
-                             size_t i)
+                             size_t i, bool parse_special)
 {
     unsigned char c = (unsigned char)text[i];
     if (!(v->spec_first[c >> 3] & (1u << (c & 7))))
@@ -665,7 +775,12 @@ static int32_t match_special(const hp_vocab *v, const char *text, size_t len,
         if (l > len - i)
             continue;
         int32_t id = lookup(v, text + i, l);
-        if (id >= 0 && is_special_type(v->type[id]))
+        if (id < 0 || !is_special_type(v->type[id]))
+            continue;
+        /* Without parse_special only user-defined texts may match, and
+         * only in families that treat them as added text. */
+        if (parse_special || (v->match_user_defined &&
+                              v->type[id] == HP_TOKTYPE_USER_DEFINED))
             return id;
     }
     return -1;
@@ -678,9 +793,9 @@ static int partition(const hp_vocab *v, const char *text, size_t len,
 {
     int nf = 0;
     size_t run = 0; /* start of the current raw run */
-    if (parse_special && v->n_spec_lens > 0) {
+    if ((parse_special || v->match_user_defined) && v->n_spec_lens > 0) {
         for (size_t i = 0; i < len;) {
-            int32_t id = match_special(v, text, len, i);
+            int32_t id = match_special(v, text, len, i, parse_special);
             if (id < 0) {
                 i++;
                 continue;
@@ -706,13 +821,16 @@ int hp_tokenize(const hp_vocab *v, const char *text, size_t len, bool add_bos,
     if (len > (size_t)0x7FFFFFF0 / 3)
         return -1; /* escaped text would overflow the 32-bit offsets */
 
+    bool spm = v->kind == HP_TOK__SPM;
     fragment *frags = malloc(sizeof *frags * (len + 1));
     session s = {0};
-    s.buf = malloc(3 * len + 3);
-    s.sym = malloc(sizeof *s.sym * (len + 1));
-    s.heap = malloc(sizeof *s.heap * (3 * len + 3));
+    if (spm) {
+        s.buf = malloc(3 * len + 3);
+        s.sym = malloc(sizeof *s.sym * (len + 1));
+        s.heap = malloc(sizeof *s.heap * (3 * len + 3));
+    }
     int rc = -1;
-    if (!frags || !s.buf || !s.sym || !s.heap)
+    if (!frags || (spm && (!s.buf || !s.sym || !s.heap)))
         goto done;
 
     int nf = partition(v, text, len, parse_special, frags);
@@ -720,15 +838,29 @@ int hp_tokenize(const hp_vocab *v, const char *text, size_t len, bool add_bos,
         emit(&e, v->bos);
     bool after_special = true; /* the text start counts as a boundary */
     for (int f = 0; f < nf; f++) {
+        const char *seg = text + frags[f].start;
         if (frags[f].id >= 0) {
             emit(&e, frags[f].id);
             after_special = true;
             continue;
         }
-        encode_segment(v, &s, text + frags[f].start, frags[f].len,
-                       v->add_space_prefix && after_special, &e);
+        if (v->kind == HP_TOK__BPE) {
+            if (!hp_tok__bpe_encode(v, seg, frags[f].len, &e))
+                goto done;
+        } else if (v->kind == HP_TOK__WPM) {
+            if (!hp_tok__wpm_encode(v, seg, frags[f].len, &e))
+                goto done;
+        } else {
+            encode_segment(v, &s, seg, frags[f].len,
+                           v->add_space_prefix && after_special, &e);
+        }
         after_special = false;
     }
+    /* EOS follows only where the family's template adds it (BERT's
+     * [SEP]), and only once. */
+    if (add_bos && v->add_eos && v->eos >= 0 &&
+        !(nf > 0 && frags[nf - 1].id == v->eos))
+        emit(&e, v->eos);
     rc = e.n;
 done:
     free(frags);
@@ -793,6 +925,10 @@ size_t hp_token_to_piece(const hp_vocab *v, int32_t id, char *buf, size_t cap)
     default:
         break;
     }
+    if (v->kind == HP_TOK__BPE)
+        return hp_tok__bpe_piece(v, id, buf, cap);
+    if (v->kind == HP_TOK__WPM)
+        return hp_tok__wpm_piece(v, id, buf, cap);
     for (uint32_t i = 0; i < n;) {
         if (i + 3 <= n && memcmp(t + i, WS, 3) == 0) {
             put(buf, cap, &w, " ", 1);
@@ -811,8 +947,10 @@ size_t hp_detokenize(const hp_vocab *v, const int32_t *ids, int n,
     size_t w = 0;
     /* Room for the NUL: pieces are written within cap - 1. */
     size_t room = cap > 0 ? cap - 1 : 0;
-    /* Only a vocabulary that adds a dummy prefix has one to remove. */
-    bool strip = skip_leading_space && v && v->add_space_prefix;
+    /* Only a vocabulary that adds a dummy prefix has one to remove;
+     * WordPiece pieces of word starts all carry one. */
+    bool strip = skip_leading_space && v &&
+                 (v->add_space_prefix || v->kind == HP_TOK__WPM);
     for (int i = 0; v && ids && i < n; i++) {
         char tmp[64];
         size_t pn = hp_token_to_piece(v, ids[i], tmp, sizeof tmp);

@@ -67,4 +67,33 @@ size_t hp_token_to_piece(const hp_vocab *v, int32_t id, char *buf, size_t cap);
 size_t hp_detokenize(const hp_vocab *v, const int32_t *ids, int n,
                      bool skip_leading_space, char *buf, size_t cap);
 
+/* ---- appended: more tokenizer families (model portability) ----------
+ * Besides "llama", hp_vocab_load now accepts tokenizer.ggml.model "gpt2"
+ * (byte-level BPE with tokenizer.ggml.merges and the pre-tokenizer named
+ * by tokenizer.ggml.pre) and "bert" (WordPiece). In those families
+ * user-defined tokens are matched in plain text even without
+ * parse_special (as Hugging Face does for added tokens); control tokens
+ * only with it. hp_tokenize's add_bos adds what the family's template adds
+ * around a text: BOS first (once), and EOS last when
+ * tokenizer.ggml.add_eos_token says so (BERT: [CLS] ... [SEP]). */
+
+/* Load a Hugging Face tokenizer.json (model BPE or WordPiece, with its
+ * normalizer, pre-tokenizer, added tokens and post-processor) into the
+ * same vocabulary object. tokenizer_json_path may be a folder holding
+ * tokenizer.json (its tokenizer_config.json is then read too, if
+ * present). tokenizer_config_path, optional (NULL), supplies add_bos_token,
+ * add_eos_token, bos_token and eos_token. Unsupported components are
+ * refused by name (HP_ERR_UNSUPPORTED). */
+hp_err hp_vocab_load_hf(const char *tokenizer_json_path,
+                        const char *tokenizer_config_path, hp_vocab **out,
+                        hp_errbuf *eb);
+
+/* Load from a file path: a GGUF file (by its magic), otherwise a
+ * tokenizer.json or a folder holding one (hp_vocab_load_hf). Errors name
+ * the file. */
+hp_err hp_vocab_open(const char *path, hp_vocab **out, hp_errbuf *eb);
+
+/* tokenizer.ggml.add_eos_token (false when absent, true for WordPiece). */
+bool hp_vocab_add_eos(const hp_vocab *v);
+
 #endif
