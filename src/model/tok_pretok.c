@@ -14,8 +14,8 @@
  * The patterns are written from the pre_tokenizer sections of the models'
  * public tokenizer.json files (2024-era): GPT-2's ByteLevel regex, the
  * cl100k-style regex of Llama 3 / DBRX, Qwen2's single-digit variant, the
- * DeepSeek splits, Falcon's punctuation + three-digit groups, StarCoder's individual
- * digits, Mistral's Tekken. Thread-safe after creation (match data is per
+ * DeepSeek splits, Falcon's punctuation + three-digit groups, StarCoder's
+ * individual digits, Mistral's Tekken. Thread-safe after creation (match data is per
  * call). Knows nothing of vocabularies. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 

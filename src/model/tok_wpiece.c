@@ -131,8 +131,9 @@ static void add_cp(word *w, int32_t c)
 bool hp_tok__wpm_encode(const hp_vocab *v, const char *text, size_t len,
                         hp_tok__out *e)
 {
-    /* Lowercasing/decomposing can grow a character; 18 code points of up
-     * to 4 bytes each per input byte is far above any real expansion. */
+    /* Decomposing can grow a character into a few code points; room for
+     * four per input byte (4 bytes each) is above any real expansion, and
+     * the loop below flushes the word rather than overrun. */
     word w = {0};
     size_t room = len * 4 + 8;
     w.buf = malloc(3 + room * 4);
@@ -210,11 +211,10 @@ size_t hp_tok__wpm_piece(const hp_vocab *v, int32_t id, char *buf,
     size_t w = 0;
     const char *src = t;
     size_t sl = n;
-    char one = ' ';
     if (n >= 3 && memcmp(t, HP_TOK__WS, 3) == 0) {
         /* Word start: a space, then the word. */
         if (cap > 0)
-            buf[0] = one;
+            buf[0] = ' ';
         w = 1;
         src = t + 3;
         sl = n - 3;

@@ -1,5 +1,8 @@
 /* vocab.c: the tokenizer vocabulary (GGUF tokenizer.ggml.*) and the
- * SentencePiece BPE encoder/decoder over it.
+ * SentencePiece BPE encoder/decoder over it; the public entry points
+ * dispatch to the other families (tok_bpe.c for "gpt2", tok_wpiece.c for
+ * "bert"; tok_hf.c builds the same object from tokenizer.json). The
+ * struct layout lives in tok_impl.h.
  *
  * Owns: copies of every token text, score and type; a text -> id hash
  * table; the special-token matcher used when parse_special is set; the
