@@ -375,7 +375,10 @@ def server_errors_model_name_and_queue():
         t0 = time.time()
         while time.time() - t0 < 20:
             _, _, met = s.request("GET", "/metrics")
-            if b'hotpath_num_requests_waiting{model="tiny"} 1' in met:
+            # running 1 too: the stream's 200 header goes out when it is
+            # queued, before it holds the slot
+            if (b'hotpath_num_requests_waiting{model="tiny"} 1' in met and
+                    b'hotpath_num_requests_running{model="tiny"} 1' in met):
                 break
             time.sleep(0.05)
         st, h, data = s.post(COMPLETIONS, BASE_C, timeout=20)
