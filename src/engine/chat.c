@@ -13,8 +13,11 @@
  *     first user turn: Llama 2 wraps it in <<SYS>>, Mistral and Gemma
  *     prepend it plus a blank line (as Mistral v0.3 and Gemma 3 do);
  *   - a system prompt with no turn to merge into becomes a turn of its own.
- * NULL roles or contents count as empty strings. Knows nothing of tokens,
- * JSON or HTTP. Exports chat.h; included by nothing. */
+ * NULL roles or contents count as empty strings. Templates the Jinja engine
+ * parses (engine/jinja.h) are rendered by it instead (hp_chat_render_jinja,
+ * hp_chat_render_template), with the request's JSON messages as the
+ * template's context. Knows nothing of tokens or HTTP. Exports chat.h;
+ * included by nothing. */
 #include "engine/chat.h"
 
 #include <stdlib.h>
@@ -367,4 +370,102 @@ char *hp_chat_render(hp_chat_format f, const hp_chat_msg *msgs, int n,
     if (!b.s)
         return calloc(1, 1); /* empty prompt */
     return b.s;
+}
+
+/* ---- Jinja templates --------------------------------------------------------- */
+
+/* A content list of only {"type": "text", "text": s} parts, joined by
+ * newlines (as the request parser flattens them), or NULL. */
+static json_t *joined_text_parts(const json_t *content)
+{
+    size_t n = json_array_size(content);
+    sb b = {NULL, 0, 0, false};
+    for (size_t i = 0; i < n; i++) {
+        json_t *part = json_array_get(content, i);
+        json_t *type = json_object_get(part, "type");
+        json_t *text = json_object_get(part, "text");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") ||
+            !json_is_string(text)) {
+            free(b.s);
+            return NULL;
+        }
+        if (i)
+            sb_putn(&b, "\n", 1);
+        sb_putn(&b, json_string_value(text), json_string_length(text));
+    }
+    json_t *s = b.oom ? NULL : json_stringn(b.s ? b.s : "", b.len);
+    free(b.s);
+    return s;
+}
+
+hp_err hp_chat_render_jinja(const hp_jinja *t, const json_t *messages,
+                            const json_t *tools, bool add_generation_prompt,
+                            const char *bos, const char *eos,
+                            const json_t *kwargs, hp_jinja_out *out,
+                            hp_errbuf *eb)
+{
+    json_t *ctx = json_object();
+    json_t *msgs = messages ? json_deep_copy(messages) : json_array();
+    bool ok = ctx && msgs;
+    if (ok && !hp_jinja_wants_content_parts(t)) {
+        for (size_t i = 0; i < json_array_size(msgs); i++) {
+            json_t *m = json_array_get(msgs, i);
+            json_t *c = json_object_get(m, "content");
+            json_t *s = json_is_array(c) ? joined_text_parts(c) : NULL;
+            if (s)
+                json_object_set_new(m, "content", s);
+        }
+    }
+    if (ok && json_is_object(kwargs))
+        ok = json_object_update(ctx, (json_t *)kwargs) == 0;
+    ok = ok && json_object_set(ctx, "messages", msgs) == 0 &&
+         json_object_set_new(ctx, "tools",
+                             tools ? json_deep_copy(tools) : json_null()) == 0 &&
+         json_object_set_new(ctx, "add_generation_prompt",
+                             json_boolean(add_generation_prompt)) == 0;
+    if (ok && bos)
+        ok = json_object_set_new(ctx, "bos_token", json_string(bos)) == 0;
+    if (ok && eos)
+        ok = json_object_set_new(ctx, "eos_token", json_string(eos)) == 0;
+    hp_err e = ok ? hp_jinja_render(t, ctx, out, eb)
+                  : hp_errf(eb, HP_ERR_NOMEM, "chat template: out of memory");
+    json_decref(msgs);
+    json_decref(ctx);
+    return e;
+}
+
+char *hp_chat_render_template(const char *tmpl, const hp_chat_msg *msgs,
+                              int n, bool add_generation_prompt,
+                              const char *bos, const char *eos,
+                              hp_errbuf *eb)
+{
+    hp_jinja *t = NULL;
+    hp_errbuf perr = {{0}};
+    if (!tmpl || !tmpl[0] ||
+        hp_jinja_parse(tmpl, strlen(tmpl), &t, &perr) != HP_OK) {
+        char *s = hp_chat_render(hp_chat_detect(tmpl), msgs, n,
+                                 add_generation_prompt, bos, eos);
+        if (!s)
+            hp_errf(eb, HP_ERR_NOMEM, "out of memory");
+        return s;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr && msgs && i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "role",
+                                             str(msgs[i].role), "content",
+                                             str(msgs[i].content)));
+    hp_jinja_out out = {0};
+    char *s = NULL;
+    if (arr && hp_chat_render_jinja(t, arr, NULL, add_generation_prompt, bos,
+                                    eos, NULL, &out, eb) == HP_OK) {
+        s = hp_jinja_out_join(&out, NULL);
+        if (!s)
+            hp_errf(eb, HP_ERR_NOMEM, "out of memory");
+    } else if (!arr) {
+        hp_errf(eb, HP_ERR_NOMEM, "out of memory");
+    }
+    hp_jinja_out_free(&out);
+    json_decref(arr);
+    hp_jinja_free(t);
+    return s;
 }
