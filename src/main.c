@@ -17,6 +17,7 @@ static const subcmd cmds[] = {
     {"detokenize", hp_cmd_detokenize, "print the text of token ids"},
     {"bench", hp_cmd_bench, "load-test an OpenAI-compatible server"},
     {"synth", hp_cmd_synth, "write a random-weight llama GGUF of a given shape"},
+    {"chat-template", hp_cmd_chat_template, "print the prompt a model's chat template renders"},
 };
 
 static void usage(FILE *f)

@@ -10,5 +10,6 @@ int hp_cmd_tokenize(int argc, char **argv);
 int hp_cmd_detokenize(int argc, char **argv);
 int hp_cmd_bench(int argc, char **argv);
 int hp_cmd_synth(int argc, char **argv);
+int hp_cmd_chat_template(int argc, char **argv);
 
 #endif
