@@ -24,6 +24,13 @@ the reference logits):
     at most 0.4% of the block maximum (rms ~0.1%), which enters every
     matmul of every layer. Measured d/spread ~0.5%; bound 3%, still far
     below what a wrong pass produces (d ~ spread).
+  q4_1, q5_0, q5_1, q4_k, q5_k, q6_k and q4_k_m (Q4_K matrices with Q6_K
+    attn_v, ffn_down and output, as llama.cpp's Q4_K_M): the same argument
+    as q8_0/q4_0. The reference decodes the very same blocks (its NumPy
+    dequantizers are written from the GGUF layouts, independently of the C
+    code), so the weights are exact in both; the AVX2 kernels quantize the
+    activations to the same Q8 blocks. Bound 3%, measured ~0.5-1%. The
+    K-quant fixtures are 256 wide (super-blocks are 256 elements).
 """
 import os
 import subprocess
@@ -42,7 +49,12 @@ SHARED = os.environ.get("HOTPATH_SHARED", os.path.join(SRC, "..", "shared"))
 MKGGUF = os.path.join(TOOLS, "mkgguf")
 DUMP = os.path.join(TOOLS, "dumplogits")
 
-TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q8_0": 0.03, "q4_0": 0.03}
+TOL = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q8_0": 0.03, "q4_0": 0.03,
+       "q4_1": 0.03, "q5_0": 0.03, "q5_1": 0.03, "q4_k": 0.03, "q5_k": 0.03,
+       "q6_k": 0.03, "q4_k_m": 0.03}
+# mkgguf arguments beyond --type: K-quant rows must be multiples of 256.
+WIDE = ["--hidden", "256", "--ffn", "512"]
+FIXTURE_ARGS = {"q4_k": WIDE, "q5_k": WIDE, "q6_k": WIDE, "q4_k_m": WIDE}
 TOKENS = [1, 5, 7, 9, 200, 30, 17, 261, 299, 3, 42]
 
 failures = []
@@ -75,7 +87,9 @@ def fixture_cases(tmp):
         extra = []
         if i % 2 == 1:  # half the fixtures: partial RoPE and tied output
             extra = ["--rope-dim", "8", "--tied"]
-        subprocess.run([MKGGUF, "-o", path, "--type", t, "--seed", str(11 + i),
+        extra += FIXTURE_ARGS.get(t, [])
+        typ = ["--mix", t] if t == "q4_k_m" else ["--type", t]
+        subprocess.run([MKGGUF, "-o", path, *typ, "--seed", str(11 + i),
                         *extra], check=True)
         ref = llama_ref.Llama(path).logits(TOKENS)[-1]
         spread = ref.max() - ref.min()

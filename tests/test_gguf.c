@@ -6,7 +6,7 @@
  * gguf-3.x  hand-made corrupt headers: each gives the right hp_err and a
  *           message naming the file and the item
  * model-x   the loader accepts a valid llama and refuses an unsupported
- *           architecture, a wrong shape, a missing tensor, a q4_K matrix */
+ *           architecture, a wrong shape, a missing tensor, a q2_K matrix */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,7 +52,7 @@ typedef struct variant {
     const char *arch;       /* default "llama" */
     const char *skip;       /* tensor name to leave out */
     const char *bad_shape;  /* tensor written with ne1 halved */
-    int q4k_down;           /* ffn_down as q4_K (n_ff 256) */
+    int q4k_down;           /* ffn_down as q2_K (n_ff 256): uncomputable */
 } variant;
 
 enum { E = 32, HEADS = 2, KVH = 1, VOCAB = 262 };
@@ -111,9 +111,9 @@ static void add_t(hp_gguf_writer *w, const variant *v, const char *name,
         d[i] = ne1 ? (float)((i * 7919) % 17) / 17.0f - 0.5f : 1.0f;
     hp_dtype t = HP_DT_F32;
     if (v->q4k_down && strstr(name, "ffn_down")) {
-        void *raw = calloc(1, (size_t)hp_dtype_row_bytes(HP_DT_Q4_K, ne0) *
+        void *raw = calloc(1, (size_t)hp_dtype_row_bytes(HP_DT_Q2_K, ne0) *
                                   (size_t)ne1);
-        assert_int_equal(hp_gguf_writer_tensor(w, name, HP_DT_Q4_K, 2, ne,
+        assert_int_equal(hp_gguf_writer_tensor(w, name, HP_DT_Q2_K, 2, ne,
                                                raw), HP_OK);
         free(raw);
     } else {
@@ -567,7 +567,7 @@ static void gguf_bad_tensor_infos(void **state)
     b_tinfo(&b, "t.odd", 2, odd, HP_DT_Q8_0, 0);
     b_data(&b, 256);
     expect(&b, HP_ERR_FORMAT, "t.odd", "multiple");
-    /* a known but uncomputable type (q4_K) parses fine */
+    /* a 256-element block type (q4_K) parses fine */
     uint64_t k4[2] = {256, 1};
     b_hdr(&b, 3, 1, 0);
     b_tinfo(&b, "t.q4k", 2, k4, HP_DT_Q4_K, 0);
@@ -641,7 +641,7 @@ static void model_refuses_bad_files(void **state)
     v = (variant){.skip = "output_norm.weight"};
     load_expect(&v, HP_ERR_FORMAT, "missing tensor output_norm.weight");
     v = (variant){.q4k_down = 1};
-    load_expect(&v, HP_ERR_UNSUPPORTED, "blk.0.ffn_down.weight: type q4_K");
+    load_expect(&v, HP_ERR_UNSUPPORTED, "blk.0.ffn_down.weight: type q2_K");
 }
 
 int main(void)

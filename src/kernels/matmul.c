@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kernels/kern_impl.h"
+#include "kernels/kern_k.h"
 #include "kernels/kernels.h"
 
 struct hp_kctx {
@@ -157,7 +158,14 @@ const hp_kern__impl hp_kern__scalar = {
     .attn_accum = hp_kern__attn_accum_ref,
     .rows = {[HP_DT_F32] = rows_f32, [HP_DT_F16] = rows_f16,
              [HP_DT_BF16] = rows_bf16, [HP_DT_Q8_0] = rows_q8_0,
-             [HP_DT_Q4_0] = rows_q4_0},
+             [HP_DT_Q4_0] = rows_q4_0,
+             /* matmul_k.c */
+             [HP_DT_Q4_1] = hp_kern__rows_q4_1_scalar,
+             [HP_DT_Q5_0] = hp_kern__rows_q5_0_scalar,
+             [HP_DT_Q5_1] = hp_kern__rows_q5_1_scalar,
+             [HP_DT_Q4_K] = hp_kern__rows_q4_k_scalar,
+             [HP_DT_Q5_K] = hp_kern__rows_q5_k_scalar,
+             [HP_DT_Q6_K] = hp_kern__rows_q6_k_scalar},
 };
 
 /* ---- dispatch ---------------------------------------------------------- */

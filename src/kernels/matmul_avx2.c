@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "kernels/kern_impl.h"
+#include "kernels/kern_k.h"
 
 typedef enum kind {
     K_F32,
@@ -365,8 +366,18 @@ const hp_kern__impl hp_kern__avx2 = {
     .attn_accum = hp_kern__attn_accum_avx2,
     .rows = {[HP_DT_F32] = rows_f32, [HP_DT_F16] = rows_f16,
              [HP_DT_BF16] = rows_bf16, [HP_DT_Q8_0] = rows_q8_0,
-             [HP_DT_Q4_0] = rows_q4_0},
-    .wants_q8x = {[HP_DT_Q8_0] = true, [HP_DT_Q4_0] = true},
+             [HP_DT_Q4_0] = rows_q4_0,
+             /* matmul_k_avx2.c */
+             [HP_DT_Q4_1] = hp_kern__rows_q4_1_avx2,
+             [HP_DT_Q5_0] = hp_kern__rows_q5_0_avx2,
+             [HP_DT_Q5_1] = hp_kern__rows_q5_1_avx2,
+             [HP_DT_Q4_K] = hp_kern__rows_q4_k_avx2,
+             [HP_DT_Q5_K] = hp_kern__rows_q5_k_avx2,
+             [HP_DT_Q6_K] = hp_kern__rows_q6_k_avx2},
+    .wants_q8x = {[HP_DT_Q8_0] = true, [HP_DT_Q4_0] = true,
+                  [HP_DT_Q4_1] = true, [HP_DT_Q5_0] = true,
+                  [HP_DT_Q5_1] = true, [HP_DT_Q4_K] = true,
+                  [HP_DT_Q5_K] = true, [HP_DT_Q6_K] = true},
 };
 
 /* The measured alternative: quantized weights against f32 activations. */

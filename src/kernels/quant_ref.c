@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/kern_impl.h"
+#include "kernels/kern_k.h"
 #include "kernels/kernels.h"
 
 /* ---- F32 / F16 / BF16 --------------------------------------------------- */
@@ -159,6 +160,13 @@ static const hp_kern__quant ops[HP_DT_COUNT] = {
     [HP_DT_F32] = {deq_f32, q_f32},     [HP_DT_F16] = {deq_f16, q_f16},
     [HP_DT_BF16] = {deq_bf16, q_bf16},  [HP_DT_Q8_0] = {deq_q8_0, q_q8_0},
     [HP_DT_Q4_0] = {deq_q4_0, q_q4_0},
+    /* quant_k.c */
+    [HP_DT_Q4_1] = {hp_kern__deq_q4_1, hp_kern__q_q4_1},
+    [HP_DT_Q5_0] = {hp_kern__deq_q5_0, hp_kern__q_q5_0},
+    [HP_DT_Q5_1] = {hp_kern__deq_q5_1, hp_kern__q_q5_1},
+    [HP_DT_Q4_K] = {hp_kern__deq_q4_k, hp_kern__q_q4_k},
+    [HP_DT_Q5_K] = {hp_kern__deq_q5_k, hp_kern__q_q5_k},
+    [HP_DT_Q6_K] = {hp_kern__deq_q6_k, hp_kern__q_q6_k},
 };
 
 const hp_kern__quant *hp_kern__quant_ops(hp_dtype t)

@@ -140,7 +140,9 @@ static hp_err read_hparams(loader *L)
 static bool matrix_type_ok(hp_dtype t)
 {
     return t == HP_DT_F32 || t == HP_DT_F16 || t == HP_DT_BF16 ||
-           t == HP_DT_Q8_0 || t == HP_DT_Q4_0;
+           t == HP_DT_Q8_0 || t == HP_DT_Q4_0 || t == HP_DT_Q4_1 ||
+           t == HP_DT_Q5_0 || t == HP_DT_Q5_1 || t == HP_DT_Q4_K ||
+           t == HP_DT_Q5_K || t == HP_DT_Q6_K;
 }
 
 /* Find a tensor and check its shape is [ne0] (ne1 == 0) or [ne0, ne1]. */
@@ -184,7 +186,8 @@ static hp_err load_matrix(loader *L, const char *name, int64_t ne0,
     if (!matrix_type_ok(t->type) || !hp_dtype_supported(t->type))
         return hp_errf(L->eb, HP_ERR_UNSUPPORTED,
                        "%s: tensor %s: type %s not supported (f32, f16, "
-                       "bf16, q8_0, q4_0 are)", L->fname, name,
+                       "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, "
+                       "q6_K are)", L->fname, name,
                        hp_dtype_name(t->type));
     /* Kernels load float elements directly; a file with general.alignment
      * below the element size could hand them a misaligned pointer. */

@@ -27,7 +27,9 @@ import numpy as np
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 # tensor type -> (block elements, block bytes)
-_BLOCK = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18)}
+_BLOCK = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18),
+          3: (32, 20), 6: (32, 22), 7: (32, 24),
+          12: (256, 144), 13: (256, 176), 14: (256, 210)}
 
 
 class GGUF:
@@ -112,7 +114,71 @@ def dequant(ttype, raw):
         qs = b[:, 2:]
         q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float64)
         return (d * (q - 8.0)).reshape(-1)
+    if ttype in (3, 6, 7, 12, 13, 14):
+        return _dequant_more(ttype, raw)
     raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def _f16(b, off):
+    """Column of f16 values at byte offset off of each block row."""
+    return b[:, off:off + 2].copy().view("<f2").astype(np.float64)
+
+
+def _nibbles(qs):
+    """Q4_0-style 16 bytes -> 32 values: low nibbles, then high nibbles."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int64)
+
+
+def _qh_bits(b, off):
+    """Q5_0/Q5_1: bit j of the little-endian u32 at off is bit 4 of
+    element j."""
+    qh = b[:, off:off + 4].copy().view("<u4").astype(np.int64)
+    return (qh >> np.arange(32)) & 1
+
+
+def _dequant_more(ttype, raw):
+    """Q4_1, Q5_0, Q5_1 (32-element blocks) and Q4_K, Q5_K, Q6_K
+    (256-element super-blocks), written from the GGUF layouts (see
+    src/kernels/kern_k.h) independently of the C code."""
+    be, bb = _BLOCK[ttype]
+    b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, bb)
+    n = b.shape[0]
+    if ttype == 3:  # Q4_1: d, m, 16 nibble bytes; w = d * q + m
+        return (_f16(b, 0) * _nibbles(b[:, 4:]) + _f16(b, 2)).reshape(-1)
+    if ttype == 6:  # Q5_0: d, qh u32, 16 bytes; w = d * (q - 16)
+        q = _nibbles(b[:, 6:]) | (_qh_bits(b, 2) << 4)
+        return (_f16(b, 0) * (q - 16)).reshape(-1)
+    if ttype == 7:  # Q5_1: d, m, qh u32, 16 bytes; w = d * q + m
+        q = _nibbles(b[:, 8:]) | (_qh_bits(b, 4) << 4)
+        return (_f16(b, 0) * q + _f16(b, 2)).reshape(-1)
+    if ttype in (12, 13):  # Q4_K / Q5_K
+        d, dmin = _f16(b, 0), _f16(b, 2)
+        s = b[:, 4:16].astype(np.int64)
+        sc = np.concatenate([s[:, 0:4] & 63,
+                             (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], 1)
+        mn = np.concatenate([s[:, 4:8] & 63,
+                             (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], 1)
+        qoff = 16 if ttype == 12 else 48
+        qs = b[:, qoff:qoff + 128].astype(np.int64).reshape(n, 4, 1, 32)
+        # sub-block 2c: low nibbles of bytes 32c..32c+31; 2c+1: high
+        q = np.concatenate([qs & 15, qs >> 4], axis=2).reshape(n, 8, 32)
+        if ttype == 13:  # bit k of qh[l]: bit 4 of element l of sub-block k
+            qh = b[:, 16:48].astype(np.int64)
+            q = q + 16 * ((qh[:, None, :] >> np.arange(8)[None, :, None]) & 1)
+        w = (d[:, :, None] * sc[:, :, None] * q -
+             dmin[:, :, None] * mn[:, :, None])
+        return w.reshape(-1)
+    # Q6_K: ql[128], qh[64], int8 scales[16], d; element 128h + 32t + l
+    ql = b[:, 0:128].astype(np.int64).reshape(n, 2, 2, 32)  # h, t&1, l
+    qh = b[:, 128:192].astype(np.int64).reshape(n, 2, 32)   # h, l
+    sc = b[:, 192:208].copy().view(np.int8).astype(np.int64)
+    d = _f16(b, 208)
+    parts = []
+    for t in range(4):
+        low = (ql[:, :, t & 1, :] >> (4 * (t >> 1))) & 15
+        parts.append(low | (((qh >> (2 * t)) & 3) << 4))
+    q = np.stack(parts, axis=2).reshape(n, 256)
+    return (d * np.repeat(sc, 16, axis=1) * (q - 32)).reshape(-1)
 
 
 def _rmsnorm(x, w, eps):

@@ -1,10 +1,14 @@
 /* mkgguf.c: write a random-weight llama GGUF fixture with a small valid
  * SentencePiece vocabulary, for the forward-pass reference tests.
  *
- *   mkgguf -o OUT.gguf --type f32|f16|bf16|q8_0|q4_0 [--hidden 64]
+ *   mkgguf -o OUT.gguf --type TYPE | --mix q4_k_m [--hidden 64]
  *          [--layers 2] [--heads 4] [--kv-heads 2] [--ffn 96]
  *          [--vocab-size 300] [--ctx 128] [--rope-dim N] [--seed S]
  *          [--tied] [--arch NAME]
+ *   TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k (the K
+ *   types need --hidden and --ffn multiples of 256).
+ *   --mix q4_k_m: as llama.cpp's Q4_K_M mix, Q4_K for most matrices and
+ *   Q6_K for attn_v, ffn_down and output (the embedding when --tied).
  *
  * Weights are Gaussian at a scale that keeps activations O(1) (matrices
  * ~0.5/sqrt(fan_in), norms near 1), so logits are spread out and a wrong
@@ -39,6 +43,7 @@ static float gauss(uint64_t *s)
 typedef struct opts {
     const char *out, *arch;
     hp_dtype type;
+    int mix; /* 1: q4_k_m */
     int hidden, layers, heads, kv_heads, ffn, vocab, ctx, rope_dim;
     uint64_t seed;
     int tied;
@@ -58,7 +63,9 @@ static int parse_type(const char *s, hp_dtype *t)
 {
     static const struct { const char *n; hp_dtype t; } tab[] = {
         {"f32", HP_DT_F32}, {"f16", HP_DT_F16}, {"bf16", HP_DT_BF16},
-        {"q8_0", HP_DT_Q8_0}, {"q4_0", HP_DT_Q4_0}};
+        {"q8_0", HP_DT_Q8_0}, {"q4_0", HP_DT_Q4_0}, {"q4_1", HP_DT_Q4_1},
+        {"q5_0", HP_DT_Q5_0}, {"q5_1", HP_DT_Q5_1}, {"q4_k", HP_DT_Q4_K},
+        {"q5_k", HP_DT_Q5_K}, {"q6_k", HP_DT_Q6_K}};
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
         if (strcmp(s, tab[i].n) == 0) {
             *t = tab[i].t;
@@ -69,7 +76,8 @@ static int parse_type(const char *s, hp_dtype *t)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: mkgguf -o OUT.gguf --type f32|f16|bf16|q8_0|q4_0 "
+    fprintf(stderr, "usage: mkgguf -o OUT.gguf --type f32|f16|bf16|q8_0|q4_0|"
+                    "q4_1|q5_0|q5_1|q4_k|q5_k|q6_k | --mix q4_k_m "
                     "[--hidden N --layers N --heads N --kv-heads N --ffn N "
                     "--vocab-size N --ctx N --rope-dim N --seed S --tied "
                     "--arch NAME]\n");
@@ -78,7 +86,7 @@ static int usage(void)
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    *o = (opts){NULL, "llama", HP_DT_F32, 64, 2, 4, 2, 96, 300, 128, 0, 1, 0};
+    *o = (opts){NULL, "llama", HP_DT_F32, 0, 64, 2, 4, 2, 96, 300, 128, 0, 1, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -97,6 +105,10 @@ static int parse_args(int argc, char **argv, opts *o)
         } else if (strcmp(a, "--type") == 0) {
             if (parse_type(v, &o->type) != 0)
                 return -1;
+        } else if (strcmp(a, "--mix") == 0) {
+            if (strcmp(v, "q4_k_m") != 0)
+                return -1;
+            o->mix = 1;
         } else if (strcmp(a, "--seed") == 0) {
             o->seed = strtoull(v, NULL, 10);
         } else if (strcmp(a, "--hidden") == 0) {
@@ -123,6 +135,12 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if (!o->out || o->vocab < 259 + 1 || o->hidden % o->heads != 0)
         return -1;
+    int64_t be = o->mix ? 256 : hp_dtype_block_elems(o->type);
+    if (o->hidden % be != 0 || o->ffn % be != 0) {
+        fprintf(stderr, "mkgguf: --hidden and --ffn must be multiples of "
+                        "%lld for this type\n", (long long)be);
+        return -1;
+    }
     return 0;
 }
 
@@ -209,6 +227,17 @@ static hp_err add_rand(hp_gguf_writer *w, uint64_t *rng, const char *name,
     return e;
 }
 
+/* The type of matrix `part` ("attn_v", "output", "token_embd", ...). */
+static hp_dtype matrix_type(const opts *o, const char *part)
+{
+    if (!o->mix)
+        return o->type;
+    bool q6 = strcmp(part, "attn_v") == 0 || strcmp(part, "ffn_down") == 0 ||
+              strcmp(part, "output") == 0 ||
+              (strcmp(part, "token_embd") == 0 && o->tied);
+    return q6 ? HP_DT_Q6_K : HP_DT_Q4_K;
+}
+
 static hp_err build(hp_gguf_writer *w, const opts *o)
 {
     uint64_t rng = o->seed;
@@ -246,11 +275,13 @@ static hp_err build(hp_gguf_writer *w, const opts *o)
         e = add_vocab(w, V);
     float se = 1.0f, sE = 0.5f / sqrtf((float)E), sF = 0.5f / sqrtf((float)F);
     if (e == HP_OK)
-        e = add_rand(w, &rng, "token_embd.weight", o->type, E, V, se);
+        e = add_rand(w, &rng, "token_embd.weight",
+                     matrix_type(o, "token_embd"), E, V, se);
     if (e == HP_OK)
         e = add_rand(w, &rng, "output_norm.weight", o->type, E, 0, 0);
     if (e == HP_OK && !o->tied)
-        e = add_rand(w, &rng, "output.weight", o->type, E, V, 2.0f * sE);
+        e = add_rand(w, &rng, "output.weight", matrix_type(o, "output"), E,
+                     V, 2.0f * sE);
     for (int l = 0; l < o->layers && e == HP_OK; l++) {
         struct { const char *s; int ne0, ne1; float sd; } parts[] = {
             {"attn_norm", E, 0, 0}, {"attn_q", E, E, 2.0f * sE},
@@ -262,8 +293,8 @@ static hp_err build(hp_gguf_writer *w, const opts *o)
              i++) {
             char nm[64];
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, parts[i].s);
-            e = add_rand(w, &rng, nm, o->type, parts[i].ne0, parts[i].ne1,
-                         parts[i].sd);
+            e = add_rand(w, &rng, nm, matrix_type(o, parts[i].s),
+                         parts[i].ne0, parts[i].ne1, parts[i].sd);
         }
     }
     return e;
