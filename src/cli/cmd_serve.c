@@ -19,6 +19,9 @@
 #include "model/model.h"
 #include "server/server.h"
 
+/* Smallest --ctx-size accepted (one KV block). */
+#define HP_SERVE_MIN_CTX 16
+
 static void serve_usage(FILE *f)
 {
     fprintf(f,
@@ -145,6 +148,12 @@ int hp_cmd_serve(int argc, char **argv)
         serve_usage(stderr);
         return 2;
     }
+    if (ctx > 0 && ctx < HP_SERVE_MIN_CTX) {
+        /* a prompt of a few tokens plus any output would not fit */
+        fprintf(stderr, "hotpath serve: --ctx-size %ld is too small: give at "
+                "least %d positions\n", ctx, HP_SERVE_MIN_CTX);
+        return 2;
+    }
 
     hp_errbuf eb = {{0}};
     hp_model *m = NULL;
@@ -161,6 +170,12 @@ int hp_cmd_serve(int argc, char **argv)
     hp_engine_opts_default(&eo, m);
     if (ctx > 0)
         eo.n_ctx = (int)ctx;
+    if (ctx > 0 && m->hp.n_ctx_train > 0 && ctx > m->hp.n_ctx_train)
+        /* allowed, as llama.cpp allows it: positions past the trained
+         * length usually degrade the output */
+        fprintf(stderr, "hotpath serve: warning: --ctx-size %ld exceeds the "
+                "model's trained context of %d; output past %d positions "
+                "may degrade\n", ctx, m->hp.n_ctx_train, m->hp.n_ctx_train);
     if (threads > 0)
         eo.n_threads = (int)threads;
     if (parallel > 0)

@@ -1,7 +1,10 @@
 /* http_err.c: owns the OpenAI error JSON and its delivery (hp_http_err_*).
  *
- * libevent answers some errors itself, before any handler runs: a body over
- * evhttp_set_max_body_size (413), a malformed request line or headers (400).
+ * libevent answers some errors itself, before any handler runs: a chunked
+ * body over evhttp_set_max_body_size (413), a malformed request line or
+ * headers (400), an unknown Expect (417). (http_guard.c answers oversized
+ * Content-Lengths, long URLs (414) and large headers (431) before libevent
+ * does; the cases here stay in case a head slips past it.)
  * Those pages are HTML from evhttp_send_error, and libevent 2.1 has no hook
  * to replace them (evhttp_set_errorcb arrived in 2.2). So the connection's
  * output buffer gets a callback that recognises a complete libevent error
@@ -77,10 +80,14 @@ const char *hp_http_err_reason(int status)
         return "Length Required";
     case 413:
         return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
     case 417:
         return "Expectation Failed";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 501:
         return "Not Implemented";
     case 503:
@@ -127,6 +134,13 @@ static const char *page_message(int status, size_t max_body, char *buf,
         return buf;
     case 400:
         return "Malformed HTTP request";
+    case 414:
+        return "The request URL is too long";
+    case 417:
+        return "Expectation failed: only 'Expect: 100-continue' is "
+               "supported";
+    case 431:
+        return "The request headers are too large";
     case 501:
         return "HTTP method not implemented";
     default:

@@ -3,9 +3,9 @@
  * JSON is built with jansson in insertion order (JSON_PRESERVE_ORDER) so
  * bodies read like OpenAI's. Text from the engine is valid UTF-8 already;
  * token strings for logprobs are single-token pieces that may split a
- * character, so they are sanitized for "token" while "bytes" keeps the raw
- * bytes. Non-finite logprobs are written as -9999.0, as OpenAI does, since
- * JSON has no -Infinity. Knows nothing of HTTP. */
+ * character; those are written "bytes:\\xNN..." as OpenAI does (see
+ * piece_str) while "bytes" keeps the raw bytes. Non-finite logprobs are
+ * written as -9999.0, as OpenAI does, since JSON has no -Infinity. Knows nothing of HTTP. */
 #include "server/openai_resp.h"
 
 #include <jansson.h>
@@ -104,6 +104,12 @@ static json_t *jlogprob(float x)
     return json_real(isfinite(x) ? (double)x : -9999.0);
 }
 
+/* The "token" string of a piece. A piece that is not valid UTF-8 on its
+ * own (a byte token, half a character) is written as OpenAI writes byte
+ * tokens: "bytes:" then a backslash, 'x' and two hex digits per byte
+ * (JSON "bytes:\\xe2\\x80"), so distinct pieces never share a string.
+ * Sanitising would map them all to U+FFFD, and completions' top_logprobs,
+ * keyed by token string, would keep only one of them. */
 static json_t *piece_str(const hp_vocab *v, int32_t id, json_t **bytes)
 {
     char buf[256];
@@ -115,7 +121,14 @@ static json_t *piece_str(const hp_vocab *v, int32_t id, json_t **bytes)
         for (size_t i = 0; i < n; i++)
             json_array_append_new(*bytes, json_integer((unsigned char)buf[i]));
     }
-    return jstr(buf, n);
+    if (hp_utf8_valid(buf, n))
+        return json_stringn(buf, n);
+    char esc[sizeof "bytes:" + 4 * sizeof buf];
+    size_t k = (size_t)snprintf(esc, sizeof esc, "bytes:");
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(esc + k, sizeof esc - k, "\\x%02x",
+                              (unsigned char)buf[i]);
+    return json_stringn(esc, k);
 }
 
 static size_t piece_len(const hp_vocab *v, int32_t id)

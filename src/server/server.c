@@ -23,10 +23,13 @@
  * callback (what evhttp itself does while it writes a reply) to learn about
  * a close early.
  *
- * Oversized bodies are refused by libevent (evhttp_set_max_body_size, with
- * lingering close so the client gets to read the answer); http_err.c
- * rewrites its HTML page to OpenAI JSON. Knows HTTP and JSON; never sees a
- * tensor. */
+ * Request heads are checked before libevent reads a body (http_guard.c):
+ * an oversized, invalid or conflicting Content-Length, a long URL or large
+ * headers come back here as a synthetic request for HP_HTTP_GUARD_PATH and
+ * are answered at once. A chunked body over the limit is still refused by
+ * libevent (evhttp_set_max_body_size); http_err.c rewrites its HTML pages
+ * to OpenAI JSON. libevent's own log lines go through on_libevent_log.
+ * Knows HTTP and JSON; never sees a tensor. */
 #include "server/server.h"
 
 #include <event2/buffer.h>
@@ -40,6 +43,7 @@
 #include <event2/util.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -50,8 +54,10 @@
 #include <time.h>
 
 #include "measure/metrics.h"
+#include "model/kvcache.h"
 #include "model/model.h"
 #include "server/http_err.h"
+#include "server/http_guard.h"
 #include "server/openai_req.h"
 #include "server/openai_resp.h"
 #include "util/arena.h"
@@ -75,6 +81,7 @@ struct hp_server {
     struct hp_metrics *metrics; /* borrows: /metrics registry, or NULL */
     struct event_base *base;    /* owns */
     struct evhttp *http;        /* owns */
+    hp_http_guard_set *guards;  /* owns: request-head checks */
     struct evhttp_bound_socket *sock; /* owned by http */
     struct evconnlistener *listener;  /* owned by http (via sock) */
     struct event *accept_retry; /* owns: re-enables accept after EMFILE */
@@ -397,6 +404,15 @@ static void watch_for_close(struct evhttp_connection *evcon)
 
 /* ---- endpoints -------------------------------------------------------- */
 
+/* Positions one sequence can really use: the context size, unless the KV
+ * pool (--kv-memory) holds fewer. */
+static int max_model_len(const hp_server *srv)
+{
+    const hp_engine_opts *o = hp_engine_options(srv->engine);
+    long long pool = (long long)o->kv_blocks * HP_KV_BLOCK;
+    return pool > 0 && pool < o->n_ctx ? (int)pool : o->n_ctx;
+}
+
 static void handle_generate(hp_server *srv, struct evhttp_request *req,
                             hp_oai_kind kind)
 {
@@ -437,7 +453,7 @@ static void handle_generate(hp_server *srv, struct evhttp_request *req,
         e = hp_openai_req_tokens(&r, m, a, &ids, &n_ids, &err);
     if (e == HP_OK)
         e = hp_openai_req_fit_context(
-            &r, n_ids, hp_engine_options(srv->engine)->n_ctx, &err);
+            &r, n_ids, max_model_len(srv), &err);
     if (e != HP_OK) {
         send_err(req, &err);
         goto fail;
@@ -542,13 +558,38 @@ fail:
     hp_arena_free(a);
 }
 
-static void handle_models(hp_server *srv, struct evhttp_request *req)
+static json_t *model_object(const hp_server *srv)
 {
-    json_t *o = json_pack("{s:s,s:[{s:s,s:s,s:I,s:s,s:I}]}", "object", "list",
-                          "data", "id", srv->model_name, "object", "model",
-                          "created", (json_int_t)srv->created, "owned_by",
-                          "hotpath", "max_model_len",
-                          (json_int_t)hp_engine_options(srv->engine)->n_ctx);
+    return json_pack("{s:s,s:s,s:I,s:s,s:I}", "id", srv->model_name,
+                     "object", "model", "created", (json_int_t)srv->created,
+                     "owned_by", "hotpath", "max_model_len",
+                     (json_int_t)max_model_len(srv));
+}
+
+/* GET /v1/models, or /v1/models/{id} (the SDK's models.retrieve()) when id
+ * is non-NULL: the served model, or 404. */
+static void handle_models(hp_server *srv, struct evhttp_request *req,
+                          const char *id)
+{
+    json_t *o;
+    if (id) {
+        char *dec = evhttp_uridecode(id, 0, NULL);
+        bool match = dec && strcmp(dec, srv->model_name) == 0;
+        if (!match) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "The model '%.100s' does not exist",
+                     dec ? dec : id);
+            free(dec);
+            hp_http_err_send(req, 404, "invalid_request_error", "model",
+                             "model_not_found", msg, NULL, NULL);
+            return;
+        }
+        free(dec);
+        o = model_object(srv);
+    } else {
+        json_t *m = model_object(srv);
+        o = m ? json_pack("{s:s,s:[o]}", "object", "list", "data", m) : NULL;
+    }
     char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
     json_decref(o);
     if (s)
@@ -603,11 +644,12 @@ static void on_complete(struct evhttp_request *req, void *arg)
     hp_metrics_http_status(srv->metrics, evhttp_request_get_response_code(req));
 }
 
-typedef enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH,
+typedef enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH,
                         R_METRICS } route_id;
 
 typedef struct route {
-    const char *path; /* without the optional /v1 prefix */
+    const char *path; /* without the optional /v1 prefix; a trailing '*'
+                         matches any non-empty rest */
     enum evhttp_cmd_type method;
     const char *allow;
     route_id id;
@@ -617,6 +659,7 @@ static const route routes[] = {
     {"/completions", EVHTTP_REQ_POST, "POST", R_COMPLETIONS},
     {"/chat/completions", EVHTTP_REQ_POST, "POST", R_CHAT},
     {"/models", EVHTTP_REQ_GET, "GET, HEAD", R_MODELS},
+    {"/models/*", EVHTTP_REQ_GET, "GET, HEAD", R_MODEL},
     {"/health", EVHTTP_REQ_GET, "GET, HEAD", R_HEALTH},
     {"/metrics", EVHTTP_REQ_GET, "GET, HEAD", R_METRICS},
 };
@@ -642,10 +685,27 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (srv->metrics && strcmp(p, "/health") != 0 && strcmp(p, "/metrics") != 0)
         evhttp_request_set_on_complete_cb(req, on_complete, srv);
+    if (!strcmp(norm, HP_HTTP_GUARD_PATH)) {
+        /* a head http_guard.c refused; the connection closes after this */
+        const char *msg = NULL;
+        int st = hp_http_guard_rejection(evhttp_request_get_input_headers(req),
+                                         &msg);
+        if (st) {
+            hp_http_err_send(req, st, NULL, NULL, NULL, msg, NULL, NULL);
+            return;
+        }
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route *rt = &routes[i];
-        if (strcmp(p, rt->path) != 0)
+        size_t rl = strlen(rt->path);
+        if (rt->path[rl - 1] == '*') {
+            /* a prefix and a non-empty rest, which may hold '/' (ids such
+             * as "org/model") */
+            if (strncmp(p, rt->path, rl - 1) != 0 || !p[rl - 1])
+                continue;
+        } else if (strcmp(p, rt->path) != 0) {
             continue;
+        }
         bool head_ok = method == EVHTTP_REQ_HEAD &&
                        rt->method == EVHTTP_REQ_GET;
         if (method != rt->method && !head_ok) {
@@ -670,7 +730,10 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_generate(srv, req, HP_OAI_CHAT);
             return;
         case R_MODELS:
-            handle_models(srv, req);
+            handle_models(srv, req, NULL);
+            return;
+        case R_MODEL:
+            handle_models(srv, req, p + strlen("/models/"));
             return;
         case R_HEALTH:
             handle_health(srv, req);
@@ -760,14 +823,84 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+/* libevent's own log lines (event_set_log_callback is process-wide, hence
+ * the file-level state). Its warnings name internal functions and file
+ * descriptors and some repeat per connection, so debug/info lines are
+ * dropped and the rest become one short, sanitised "hotpath: libevent:"
+ * line, at most LOG_BURST per LOG_WINDOW_S seconds. They never carry
+ * request data, so no secrets. */
+#define LOG_BURST 10
+#define LOG_WINDOW_S 60
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static time_t log_window;
+static int log_count;
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    if (severity < EVENT_LOG_WARN || !msg)
+        return;
+    pthread_mutex_lock(&log_mu);
+    time_t now = time(NULL);
+    if (now - log_window >= LOG_WINDOW_S) {
+        log_window = now;
+        log_count = 0;
+    }
+    bool show = log_count++ < LOG_BURST;
+    pthread_mutex_unlock(&log_mu);
+    if (!show)
+        return;
+    char line[161];
+    size_t n = 0;
+    for (const char *c = msg; *c && n < sizeof line - 1; c++)
+        line[n++] = (*c >= 0x20 && *c < 0x7f) ? *c : '?';
+    line[n] = '\0';
+    fprintf(stderr, "hotpath: libevent: %s\n", line);
+}
+
+/* Resolve host to one numeric address to bind (so a bad name fails here,
+ * with our message, rather than inside libevent). */
+static hp_err resolve_host(const char *host, int port, char *num,
+                           size_t cap, hp_errbuf *eb)
+{
+    /* "999.1.1.1" is no IPv4 address, and no name either: say which */
+    bool dotted = host[0] != '\0' && strspn(host, "0123456789.") ==
+                                         strlen(host);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | (dotted ? AI_NUMERICHOST : 0);
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        if (dotted)
+            return hp_errf(eb, HP_ERR_INVALID,
+                           "cannot listen on %s:%d: '%s' is not a valid "
+                           "IPv4 address", host, port, host);
+        return hp_errf(eb, HP_ERR_INVALID,
+                       "cannot listen on %s:%d: the host name '%s' cannot "
+                       "be resolved (%s)", host, port, host,
+                       rc ? gai_strerror(rc) : "no address");
+    }
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, num, (socklen_t)cap, NULL,
+                     0, NI_NUMERICHOST);
+    freeaddrinfo(res);
+    if (rc != 0)
+        return hp_errf(eb, HP_ERR_INVALID, "cannot listen on %s:%d: %s",
+                       host, port, gai_strerror(rc));
+    return HP_OK;
+}
+
 static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
 {
     hp_server *srv = arg;
     srv->accept_paused = false; /* accepting works again */
     struct bufferevent *bev =
         bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev)
+    if (bev) {
         hp_http_err_install_rewrite(bev, &srv->max_body);
+        if (srv->guards)
+            hp_http_guard_attach(srv->guards, bev); /* else unguarded */
+    }
     return bev;
 }
 
@@ -830,6 +963,7 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
                      hp_errbuf *eb)
 {
     *out = NULL;
+    event_set_log_callback(on_libevent_log);
     if (evthread_use_pthreads() != 0)
         return hp_errf(eb, HP_ERR_INTERNAL, "libevent: no pthreads support");
     hp_server *srv = calloc(1, sizeof *srv);
@@ -852,7 +986,8 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
     if (!srv->base)
         goto fail;
     srv->http = evhttp_new(srv->base);
-    if (!srv->http)
+    srv->guards = hp_http_guard_set_new(srv->base, &srv->max_body);
+    if (!srv->http || !srv->guards)
         goto fail;
     evhttp_set_gencb(srv->http, on_request, srv);
     evhttp_set_bevcb(srv->http, on_new_conn, srv);
@@ -862,15 +997,25 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
                        EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)srv->max_body);
-    evhttp_set_max_headers_size(srv->http, 64 * 1024);
+    /* above the guard's limits, which answer 414/431 first */
+    evhttp_set_max_headers_size(srv->http, HP_HTTP_MAX_URL +
+                                               HP_HTTP_MAX_HEADERS + 4096);
     evhttp_set_timeout(srv->http, srv->timeout_s);
     evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    srv->sock = evhttp_bind_socket_with_handle(srv->http, srv->host,
+    char num[NI_MAXHOST];
+    err = resolve_host(srv->host, o->port, num, sizeof num, eb);
+    if (err != HP_OK)
+        goto fail;
+    err = HP_ERR_NOMEM;
+    errno = 0;
+    srv->sock = evhttp_bind_socket_with_handle(srv->http, num,
                                                (ev_uint16_t)o->port);
     if (!srv->sock) {
+        int se = EVUTIL_SOCKET_ERROR();
         err = hp_errf(eb, HP_ERR_IO, "cannot listen on %s:%d: %s", srv->host,
                       o->port,
-                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+                      se ? evutil_socket_error_to_string(se)
+                         : "the address cannot be bound");
         goto fail;
     }
     srv->listener = evhttp_bound_socket_get_listener(srv->sock);
@@ -954,6 +1099,7 @@ void hp_server_free(hp_server *s)
         event_free(s->accept_retry);
     if (s->http)
         evhttp_free(s->http); /* closes connections: close callbacks run */
+    hp_http_guard_set_free(s->guards); /* after evhttp: closes sockets */
     while (s->reqs) {
         sreq *r = s->reqs;
         pthread_mutex_lock(&r->mu);
