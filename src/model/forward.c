@@ -9,6 +9,7 @@
  * alone or batched. Knows the model's math; nothing of sampling, requests
  * or scheduling (engine/). */
 #include "model/forward.h"
+#include "model/forward_arch.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,8 +54,7 @@ struct hp_runner {
     float *proj;   /* owns: [T][n_embd] block output before the residual */
     float *hb;     /* owns: [T][n_ff] gate, then silu(gate)*up */
     float *hb2;    /* owns: [T][n_ff] up */
-    float *rope_cs; /* owns: [T][rope_dim/2][2] cos, sin per token */
-    double *inv_freq; /* owns: [rope_dim/2] base^(-2i/rope_dim) */
+    hp_fa_rope *rope; /* owns: per-token RoPE tables (forward_arch.c) */
     tok_ref *refs; /* owns: [T] */
     float *out_x;  /* owns: [n_out_max][n_embd] rows that want logits */
     float *logits; /* owns: [n_out_max][n_vocab] */
@@ -78,7 +78,7 @@ hp_runner *hp_runner_new(const hp_model *m, int max_tokens, int n_threads)
     size_t T = (size_t)max_tokens, E = (size_t)hp->n_embd;
     size_t Q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t KV = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
-    size_t F = (size_t)hp->n_ff, R = (size_t)hp->rope_dim / 2;
+    size_t F = (size_t)hp->n_ff;
     r->m = m;
     r->max_tokens = max_tokens;
     /* The output head is computed in chunks of n_out_max rows, so a long
@@ -94,20 +94,16 @@ hp_runner *hp_runner_new(const hp_model *m, int max_tokens, int n_threads)
     r->proj = falloc(T * E);
     r->hb = falloc(T * F);
     r->hb2 = falloc(T * F);
-    r->rope_cs = falloc(T * R * 2);
-    r->inv_freq = malloc((R ? R : 1) * sizeof(double));
+    r->rope = hp_fa__rope_new(m, max_tokens);
     r->refs = malloc(T * sizeof *r->refs);
     r->out_x = falloc((size_t)r->n_out_max * E);
     r->logits = falloc((size_t)r->n_out_max * (size_t)hp->n_vocab);
     if (!r->k || !r->x || !r->xb || !r->q || !r->kk || !r->vv || !r->att ||
-        !r->proj || !r->hb || !r->hb2 || !r->rope_cs || !r->inv_freq ||
+        !r->proj || !r->hb || !r->hb2 || !r->rope ||
         !r->refs || !r->out_x || !r->logits) {
         hp_runner_free(r);
         return NULL;
     }
-    for (size_t i = 0; i < R; i++)
-        r->inv_freq[i] = pow((double)hp->rope_base,
-                             -2.0 * (double)i / (double)hp->rope_dim);
     return r;
 }
 
@@ -125,8 +121,7 @@ void hp_runner_free(hp_runner *r)
     free(r->proj);
     free(r->hb);
     free(r->hb2);
-    free(r->rope_cs);
-    free(r->inv_freq);
+    hp_fa__rope_free(r->rope);
     free(r->refs);
     free(r->out_x);
     free(r->logits);
@@ -145,38 +140,6 @@ static void matmul(hp_runner *r, const hp_weight *w, const float *x,
                    float *out, int nb)
 {
     hp_matmul(r->k, w->type, w->data, x, out, (int)w->ne1, (int)w->ne0, nb);
-}
-
-/* cos/sin of pos * inv_freq[i] for every token, shared by all layers and
- * heads. Computed in double so long positions keep their accuracy. */
-static void rope_tables(hp_runner *r, int T)
-{
-    int R = r->m->hp.rope_dim / 2;
-    for (int t = 0; t < T; t++) {
-        float *cs = r->rope_cs + (size_t)t * (size_t)R * 2;
-        for (int i = 0; i < R; i++) {
-            double a = (double)r->refs[t].pos * r->inv_freq[i];
-            cs[2 * i] = (float)cos(a);
-            cs[2 * i + 1] = (float)sin(a);
-        }
-    }
-}
-
-/* Rotate adjacent pairs (x[2i], x[2i+1]) of each head by the token's
- * angles, as GGUF llama files expect (ggml's "normal" RoPE mode); dims past
- * rope_dim are left as they are. */
-static void rope(float *x, int n_heads, int head_dim, const float *cs,
-                 int R)
-{
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * (size_t)head_dim;
-        for (int i = 0; i < R; i++) {
-            float c = cs[2 * i], s = cs[2 * i + 1];
-            float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * c - b * s;
-            v[2 * i + 1] = a * s + b * c;
-        }
-    }
 }
 
 /* Causal grouped-query attention of every new token over its sequence's
@@ -204,7 +167,7 @@ static void attention_chunk(void *arg, int c, int ith)
     const hp_hparams *hp = &r->m->hp;
     int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     int Qd = H * D, KVd = hp->n_head_kv * D;
-    float scale = 1.0f / sqrtf((float)D);
+    float scale = hp->attn_scale; /* 1/sqrt(D) unless the model says */
     int n_tasks = j->T * H;
     int t1 = (c + 1) * ATTN_CHUNK < n_tasks ? (c + 1) * ATTN_CHUNK : n_tasks;
     float *sc = r->scores + (size_t)ith * r->scores_cap;
@@ -213,20 +176,30 @@ static void attention_chunk(void *arg, int c, int ith)
         const tok_ref *tr = &r->refs[t];
         hp_seq *s = tr->seq;
         int g = h / group, n = tr->pos + 1;
+        /* sliding-window layers see positions first..pos only */
+        int first = hp_fa__attn_first(r->m, l, tr->pos);
         const float *q = r->q + (size_t)t * (size_t)Qd + (size_t)h * D;
         /* scores block by block (blocks hold HP_KV_BLOCK positions) */
-        for (int p0 = 0, blk = 0; p0 < n; p0 += HP_KV_BLOCK, blk++) {
+        for (int p0 = first - first % HP_KV_BLOCK, blk = p0 / HP_KV_BLOCK;
+             p0 < n; p0 += HP_KV_BLOCK, blk++) {
+            int a = p0 < first ? first - p0 : 0;
             int m = n - p0 < HP_KV_BLOCK ? n - p0 : HP_KV_BLOCK;
-            hp_attn_scores(q, hp_kv__block_k(s, l, blk) + (size_t)g * D,
-                           (size_t)KVd, m, D, scale, sc + p0);
+            hp_attn_scores(q, hp_kv__block_k(s, l, blk) + (size_t)(a * KVd) +
+                                  (size_t)g * D,
+                           (size_t)KVd, m - a, D, scale, sc + p0 + a);
         }
-        hp_softmax(sc, n);
+        hp_fa__softcap(sc + first, n - first, hp->attn_softcap);
+        hp_softmax(sc + first, n - first);
         float *o = r->att + (size_t)t * (size_t)Qd + (size_t)h * D;
         memset(o, 0, (size_t)D * sizeof(float));
-        for (int p0 = 0, blk = 0; p0 < n; p0 += HP_KV_BLOCK, blk++) {
+        for (int p0 = first - first % HP_KV_BLOCK, blk = p0 / HP_KV_BLOCK;
+             p0 < n; p0 += HP_KV_BLOCK, blk++) {
+            int a = p0 < first ? first - p0 : 0;
             int m = n - p0 < HP_KV_BLOCK ? n - p0 : HP_KV_BLOCK;
-            hp_attn_accum(o, sc + p0, hp_kv__block_v(s, l, blk) + (size_t)g * D,
-                          (size_t)KVd, m, D);
+            hp_attn_accum(o, sc + p0 + a,
+                          hp_kv__block_v(s, l, blk) + (size_t)(a * KVd) +
+                              (size_t)g * D,
+                          (size_t)KVd, m - a, D);
         }
     }
 }
@@ -245,7 +218,7 @@ static void block(hp_runner *r, int l, int T)
     const hp_hparams *hp = &r->m->hp;
     const hp_layer *ly = &r->m->layers[l];
     int E = hp->n_embd, KVd = hp->n_head_kv * hp->head_dim;
-    int Qd = hp->n_head * hp->head_dim, F = hp->n_ff, R = hp->rope_dim / 2;
+    int F = hp->n_ff;
 
     /* xb = RMSNorm(x) * attn_norm */
     for (int t = 0; t < T; t++)
@@ -259,11 +232,10 @@ static void block(hp_runner *r, int l, int T)
         {ly->wv.type, ly->wv.data, r->vv, (int)ly->wv.ne1},
     };
     hp_matmul_multi(r->k, qkv, 3, r->xb, E, T);
-    /* RoPE on q and k; then store k, v at each token's position */
+    /* biases, q/k norms and RoPE (per architecture, forward_arch.c);
+     * then store k, v at each token's position */
+    hp_fa__qkv(r->rope, r->m, l, r->q, r->kk, r->vv, T);
     for (int t = 0; t < T; t++) {
-        const float *cs = r->rope_cs + (size_t)t * (size_t)R * 2;
-        rope(r->q + (size_t)t * Qd, hp->n_head, hp->head_dim, cs, R);
-        rope(r->kk + (size_t)t * KVd, hp->n_head_kv, hp->head_dim, cs, R);
         hp_seq *s = r->refs[t].seq;
         int p = r->refs[t].pos;
         memcpy(k_row(s, l, p, KVd), r->kk + (size_t)t * KVd,
@@ -275,6 +247,7 @@ static void block(hp_runner *r, int l, int T)
     attention(r, l, T);
     /* x += att Wo */
     matmul(r, &ly->wo, r->att, r->proj, T);
+    hp_fa__post_norm(ly->post_attn_norm, r->proj, E, T, hp->norm_eps);
     for (size_t i = 0; i < (size_t)T * E; i++)
         r->x[i] += r->proj[i];
     /* x += W_down(silu(xb W_gate) * (xb W_up)), xb = RMSNorm(x) * ffn_norm */
@@ -286,10 +259,9 @@ static void block(hp_runner *r, int l, int T)
         {ly->w_up.type, ly->w_up.data, r->hb2, (int)ly->w_up.ne1},
     };
     hp_matmul_multi(r->k, gate_up, 2, r->xb, E, T);
-    for (int t = 0; t < T; t++)
-        hp_silu_mul(r->hb + (size_t)t * F, r->hb + (size_t)t * F,
-                    r->hb2 + (size_t)t * F, F);
+    hp_fa__ffn_act(hp, r->hb, r->hb2, F, T); /* silu or gelu(tanh) */
     matmul(r, &ly->w_down, r->hb, r->proj, T);
+    hp_fa__post_norm(ly->post_ffn_norm, r->proj, E, T, hp->norm_eps);
     for (size_t i = 0; i < (size_t)T * E; i++)
         r->x[i] += r->proj[i];
 }
@@ -316,6 +288,7 @@ static void head(hp_runner *r, hp_batch_item *items, int n_items,
         if (rows == 0)
             continue;
         matmul(r, &r->m->output, r->out_x, r->logits, rows);
+        hp_fa__softcap(r->logits, rows * V, hp->final_softcap);
         for (int j = 0; j < rows; j++)
             memcpy(items[idx[j]].logits, r->logits + (size_t)j * V,
                    (size_t)V * sizeof(float));
@@ -406,13 +379,16 @@ hp_err hp_forward(hp_runner *r, hp_batch_item *items, int n_items,
         for (int j = 0; j < it->n; j++, row++) {
             r->refs[row].seq = it->seq;
             r->refs[row].pos = hp_seq_len(it->seq) + j;
+            float *x = r->x + (size_t)row * (size_t)hp->n_embd;
             hp_get_row(r->m->tok_embd.type, r->m->tok_embd.data,
-                       it->tokens[j], hp->n_embd,
-                       r->x + (size_t)row * (size_t)hp->n_embd);
+                       it->tokens[j], hp->n_embd, x);
+            if (hp->embd_scale != 1.0f) /* gemma: sqrt(n_embd) */
+                for (int d = 0; d < hp->n_embd; d++)
+                    x[d] *= hp->embd_scale;
+            hp_fa__rope_set_pos(r->rope, row, r->refs[row].pos);
         }
         last_row[i] = row - 1;
     }
-    rope_tables(r, T);
     for (int l = 0; l < hp->n_layer; l++)
         block(r, l, T);
     head(r, items, n_items, last_row);

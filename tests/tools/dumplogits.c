@@ -13,7 +13,10 @@
  *       are bit-identical when the sequence is evaluated alone and when
  *       batched with another sequence (in both orders, prompt and decode
  *       mixed); prints "batch-invariant" and exits 0, or the first
- *       difference and exits 1 */
+ *       difference and exits 1
+ *   --quantize q8_0|q4_0 (with any of the above)
+ *       quantize a Hugging Face folder's matrices at load
+ *   MODEL may be a GGUF file or a Hugging Face folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +157,7 @@ static int batch_check(ctx *c, const int32_t *toks, int n, hp_errbuf *eb)
 int main(int argc, char **argv)
 {
     int incremental = 0, greedy = -1, check = 0, threads = 0, i = 1;
+    hp_model_opts mo = {0};
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--incremental") == 0) {
             incremental = 1;
@@ -161,6 +165,11 @@ int main(int argc, char **argv)
             check = 1;
         } else if (strcmp(argv[i], "--greedy") == 0 && i + 1 < argc) {
             greedy = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--quantize") == 0 && i + 1 < argc) {
+            if (!hp_model_parse_quantize(argv[++i], &mo.quantize)) {
+                fprintf(stderr, "dumplogits: --quantize q8_0|q4_0\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             threads = (int)strtol(argv[++i], NULL, 10);
         } else {
@@ -189,7 +198,7 @@ int main(int argc, char **argv)
     hp_kernels_init();
     hp_errbuf eb = {{0}};
     ctx c = {0};
-    hp_err e = hp_model_load(path, &c.m, &eb);
+    hp_err e = hp_model_load_opts(path, &mo, &c.m, &eb);
     if (e != HP_OK)
         return die("load", e, &eb);
     c.V = c.m->hp.n_vocab;
