@@ -40,6 +40,12 @@ static const char *const words[] = {
 
 #define N_WORDS (sizeof words / sizeof words[0])
 
+size_t hp_bench_words(const char *const **out)
+{
+    *out = words;
+    return N_WORDS;
+}
+
 void hp_bench_rng_seed(hp_bench_rng *r, uint64_t seed)
 {
     r->s = seed;

@@ -34,4 +34,9 @@ double hp_bench_rng_exp(hp_bench_rng *r, double mean);
 char *hp_bench_prompt_make(uint64_t seed, uint64_t index, int tokens,
                            int shared);
 
+/* The word list itself (without the leading space), so `hotpath synth`
+ * can give its synthetic vocabulary one token per word: prompts then have
+ * the intended length on synthetic models too. Returns the count. */
+size_t hp_bench_words(const char *const **out);
+
 #endif

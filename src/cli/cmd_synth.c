@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/bench_prompt.h"
 #include "cli/cli.h"
 #include "kernels/kernels.h"
 #include "model/gguf.h"
@@ -242,8 +243,23 @@ static hp_err add_weights(job *j, hp_gguf_writer *w, hp_errbuf *eb)
 /* ---- vocabulary ----------------------------------------------------------- */
 
 /* Synthetic SentencePiece vocabulary of n >= 260 tokens: <unk> <s> </s>,
- * <0x00>..<0xFF> (byte fallback), "▁", letters, "▁"+letter, then unique
- * pseudo-words "▁" + consonant-vowel syllables, scores descending. */
+ * <0x00>..<0xFF> (byte fallback), "▁", letters, "▁"+letter, "▁"+each of
+ * `hotpath bench`'s prompt words and their prefixes (so a P-word bench
+ * prompt is P tokens, as with real vocabularies), then unique pseudo-words "▁" +
+ * consonant-vowel syllables, scores descending. */
+/* True if piece ("▁" + letters) is a bench word or a prefix of one, which
+ * synth_vocab already added. */
+static bool is_bench_word(const char *piece)
+{
+    const char *const *w;
+    size_t n = hp_bench_words(&w);
+    size_t pl = strlen(piece + 3); /* skip the 3-byte "▁" */
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(piece + 3, w[i], pl))
+            return true;
+    return false;
+}
+
 static hp_err synth_vocab(hp_gguf_writer *w, long n, hp_errbuf *eb)
 {
     static const char cons[] = "bdfgklmnprstvz", vow[] = "aeiou";
@@ -254,6 +270,24 @@ static hp_err synth_vocab(hp_gguf_writer *w, long n, hp_errbuf *eb)
     if (!toks || !scores || !types)
         goto done;
     const char *fixed[3] = {"<unk>", "<s>", "</s>"};
+    /* "▁"+word needs every "▁"+prefix too: SentencePiece BPE only merges
+     * a pair whose concatenation is a token */
+    const char *const *bench;
+    size_t n_bench = hp_bench_words(&bench);
+    char pre[2048][24];
+    long n_pre = 0;
+    for (size_t i = 0; i < n_bench; i++) {
+        size_t wl = strlen(bench[i]);
+        for (size_t l = 2; l <= wl && l < 20 && n_pre < 2048; l++) {
+            char cand[24];
+            snprintf(cand, sizeof cand, "\xe2\x96\x81%.*s", (int)l, bench[i]);
+            bool dup = false;
+            for (long j = 0; j < n_pre && !dup; j++)
+                dup = !strcmp(pre[j], cand);
+            if (!dup)
+                memcpy(pre[n_pre++], cand, sizeof cand);
+        }
+    }
     long k = 0, word = 0;
     for (; k < n; k++) {
         char buf[64];
@@ -271,17 +305,22 @@ static hp_err synth_vocab(hp_gguf_writer *w, long n, hp_errbuf *eb)
                 snprintf(buf, sizeof buf, "%c", (char)('a' + m - 1));
             } else if (m <= 52) {
                 snprintf(buf, sizeof buf, "\xe2\x96\x81%c", (char)('a' + m - 27));
+            } else if (m - 53 < n_pre) {
+                snprintf(buf, sizeof buf, "%s", pre[m - 53]);
             } else {
-                /* word in base 70 (14 consonants x 5 vowels), 2+ syllables */
-                long v = word++ + 70;
-                size_t len = (size_t)snprintf(buf, sizeof buf, "\xe2\x96\x81");
-                while (v > 0 && len + 2 < sizeof buf) {
-                    long syl = v % 70;
-                    buf[len++] = cons[syl / 5];
-                    buf[len++] = vow[syl % 5];
-                    v /= 70;
-                }
-                buf[len] = 0;
+                /* word in base 70 (14 consonants x 5 vowels), 2+ syllables;
+                 * skip the few that spell a bench word already present */
+                do {
+                    long v = word++ + 70;
+                    size_t len = (size_t)snprintf(buf, sizeof buf, "\xe2\x96\x81");
+                    while (v > 0 && len + 2 < sizeof buf) {
+                        long syl = v % 70;
+                        buf[len++] = cons[syl / 5];
+                        buf[len++] = vow[syl % 5];
+                        v /= 70;
+                    }
+                    buf[len] = 0;
+                } while (is_bench_word(buf));
             }
             types[k] = 1;
             scores[k] = -(float)(m + 1);
