@@ -22,6 +22,9 @@ Cases:
                         metadata, a safetensors header with offsets past
                         the data: load fails with a message naming the
                         tensor, never a crash
+  arch-7.*              hotpath run -m FOLDER [--quantize q8_0] prints a
+                        completion (exit 0); a bad --quantize value is a
+                        usage error (exit 2)
 
 Tolerances (d = max |C - ref|, spread = max - min of the reference):
   f32 GGUF, BF16/F32 HF: weights are exact in both paths; only float32
@@ -227,6 +230,27 @@ def bad_cases(tmp):
           "model.layers.1.self_attn.k_proj.weight" in err, err)
 
 
+def cli_cases(tmp):
+    hp = os.environ.get("HOTPATH_BIN")
+    if not hp or not os.access(hp, os.X_OK):
+        print("skipped arch-7: HOTPATH_BIN not set")
+        return
+    c = ar.make_config("qwen2", V=288)
+    w = ar.make_weights(c, 77)
+    folder = os.path.join(tmp, "hf_cli")
+    ar.write_hf(folder, c, w)
+    for q in ([], ["--quantize", "q8_0"]):
+        p = subprocess.run([hp, "run", "-m", folder, "-p", "hello", "-n", "6",
+                            "--temp", "0", "--ignore-eos", *q],
+                           capture_output=True)
+        check("arch-7.run%s" % ("." + q[1] if q else ""),
+              p.returncode == 0 and len(p.stdout) > 0,
+              p.stderr.decode("utf-8", "replace").strip()[-200:])
+    p = subprocess.run([hp, "run", "-m", folder, "-p", "hi", "--quantize",
+                        "q3"], capture_output=True)
+    check("arch-7.bad-quantize", p.returncode == 2)
+
+
 def main():
     if not os.access(DUMP, os.X_OK):
         print("FAIL: %s not built (HOTPATH_TOOLS=%s)" % (DUMP, TOOLS))
@@ -239,6 +263,7 @@ def main():
         hf_cases(tmp)
         same_greedy(tmp)
         bad_cases(tmp)
+        cli_cases(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:

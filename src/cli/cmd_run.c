@@ -26,7 +26,9 @@ static void run_usage(FILE *f)
         "Generate a completion of PROMPT and print it to stdout. Prompt and\n"
         "generation speed (tokens/s) go to stderr.\n\n"
         "options:\n"
-        "  -m, --model PATH      GGUF model file (required)\n"
+        "  -m, --model PATH      GGUF model file or Hugging Face folder (required)\n"
+        "      --quantize TYPE   q8_0 or q4_0: quantize a Hugging Face folder's\n"
+        "                        matrices at load\n"
         "  -p, --prompt TEXT     prompt text (with --bench: prompt length in tokens, default 512)\n"
         "  -f, --file PATH       read the prompt from a file\n"
         "  -n, --n-predict N     tokens to generate (default 128; with --bench 128)\n"
@@ -286,7 +288,7 @@ static int bench(hp_model *m, int n_prompt, int n_gen, int threads, int reps)
 int hp_cmd_run(int argc, char **argv)
 {
     enum { O_TEMP = 1000, O_TOPK, O_TOPP, O_MINP, O_REP, O_BENCH, O_REPS,
-           O_IGNEOS };
+           O_IGNEOS, O_QUANT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'},
@@ -303,6 +305,7 @@ int hp_cmd_run(int argc, char **argv)
         {"bench", no_argument, 0, O_BENCH},
         {"reps", required_argument, 0, O_REPS},
         {"ignore-eos", no_argument, 0, O_IGNEOS},
+        {"quantize", required_argument, 0, O_QUANT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model = NULL, *prompt = NULL, *file = NULL;
@@ -310,6 +313,7 @@ int hp_cmd_run(int argc, char **argv)
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep_pen = 1.0;
     bool do_bench = false, ignore_eos = false, has_seed = false;
     unsigned long long seed = 0;
+    hp_model_opts mopts = {0};
     int c;
     optind = 1;
     opterr = 0;
@@ -331,6 +335,8 @@ int hp_cmd_run(int argc, char **argv)
         case O_BENCH: do_bench = true; break;
         case O_REPS: ok = hp_arg_long(optarg, 1, 1000, &reps); break;
         case O_IGNEOS: ignore_eos = true; break;
+        case O_QUANT: ok = hp_model_parse_quantize(optarg, &mopts.quantize);
+            break;
         case 'h': run_usage(stdout); return 0;
         default:
             fprintf(stderr, "hotpath run: unknown or incomplete option '%s'\n",
@@ -365,7 +371,7 @@ int hp_cmd_run(int argc, char **argv)
     hp_kernels_init();
     hp_errbuf eb = {{0}};
     hp_model *m = NULL;
-    if (hp_model_load(model, &m, &eb) != HP_OK) {
+    if (hp_model_load_opts(model, &mopts, &m, &eb) != HP_OK) {
         fprintf(stderr, "hotpath run: %s\n", eb.msg);
         return 1;
     }

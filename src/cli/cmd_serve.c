@@ -30,7 +30,9 @@ static void serve_usage(FILE *f)
         "  POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
         "  GET /health, GET /metrics (Prometheus; the /v1 prefix is optional).\n\n"
         "options:\n"
-        "  -m, --model PATH        GGUF model file (required)\n"
+        "  -m, --model PATH        GGUF model file or Hugging Face folder (required)\n"
+        "      --quantize TYPE     q8_0 or q4_0: quantize a Hugging Face folder's\n"
+        "                          matrices at load\n"
         "      --host HOST         address to bind (default 127.0.0.1)\n"
         "      --port N            port (default 8080; 0 picks a free one)\n"
         "  -c, --ctx-size N        context size per sequence (default: model's, at most 4096)\n"
@@ -50,7 +52,7 @@ static void serve_usage(FILE *f)
 int hp_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
-           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX };
+           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"host", required_argument, NULL, O_HOST},
@@ -65,6 +67,7 @@ int hp_cmd_serve(int argc, char **argv)
         {"batch-tokens", required_argument, NULL, O_BATCH},
         {"kv-memory", required_argument, NULL, O_KVMEM},
         {"no-prefix-cache", no_argument, NULL, O_NOPREFIX},
+        {"quantize", required_argument, NULL, O_QUANT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -74,6 +77,7 @@ int hp_cmd_serve(int argc, char **argv)
     long ctx = 0, threads = 0, parallel = 0, maxq = -1, v = 0;
     long batch = 0, kv_mib = 0;
     bool no_prefix = false;
+    hp_model_opts mopts = {0};
     int c;
     optind = 1;
     opterr = 0;
@@ -123,6 +127,9 @@ int hp_cmd_serve(int argc, char **argv)
         case O_NOPREFIX:
             no_prefix = true;
             break;
+        case O_QUANT:
+            ok = hp_model_parse_quantize(optarg, &mopts.quantize);
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -161,7 +168,7 @@ int hp_cmd_serve(int argc, char **argv)
     hp_server *srv = NULL;
     hp_metrics *met = NULL;
     int rc = 1;
-    if (hp_model_load(model_path, &m, &eb) != HP_OK) {
+    if (hp_model_load_opts(model_path, &mopts, &m, &eb) != HP_OK) {
         fprintf(stderr, "hotpath serve: cannot load model '%s': %s\n",
                 model_path, eb.msg);
         return 1;
