@@ -17,11 +17,12 @@
  * integer scale (ones for Q4_1/Q5_x) to 8 int32 lanes. Offsets are put back
  * exactly in integers where the format has a fixed one (Q5_0: u - 16, Q6_K:
  * u - 32, via maddubs(offset, x) shared by the rows of a tile), and in
- * float where it is a per-block min (Q4_1/Q5_1: m * dx * sum(x); Q4_K/Q5_K:
- * dmin * mn[k] * dx[k] * sum(x[k]), eight sub-blocks as one 8-lane FMA).
+ * float where it is a per-block min (Q4_1/Q5_1: m * dx times the 8 lane
+ * sums of x, one FMA; Q4_K/Q5_K: dmin * mn[k] * dx[k] * sum(x[k]), eight
+ * sub-blocks as one 8-lane FMA).
  *
  * Determinism (matmul.c's contract): each output value has one 8-lane
- * accumulator (plus, for Q4_1/Q5_1, one scalar), updated block by block in
+ * accumulator, updated block by block in
  * column order with the same operations whatever the tile shape, and
  * reduced by one fixed horizontal sum. */
 #include <immintrin.h>
@@ -64,16 +65,6 @@ static inline uint32_t ld32(const uint8_t *p)
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
-}
-
-/* int32 sum of the 8 lanes (exact). */
-static inline int hsum_i32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v),
-                              _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
 }
 
 /* Sums of the int8 values of 8 activation blocks, times their scales:
@@ -283,15 +274,10 @@ tile_l(kkind k, const kargs *a, int r, int b, const int NR, const int NC)
     const uint8_t *row[4];
     const hp_kern__q8x *xq[4];
     __m256 acc[4][4];
-    float accs[4][4]; /* Q4_1/Q5_1: sum of m * dx * sum(x) */
     UNROLL for (int i = 0; i < NR; i++)
     {
         row[i] = a->W + (size_t)(r + i) * a->rb;
-        UNROLL for (int j = 0; j < NC; j++)
-        {
-            acc[i][j] = _mm256_setzero_ps();
-            accs[i][j] = 0.0f;
-        }
+        UNROLL for (int j = 0; j < NC; j++) acc[i][j] = _mm256_setzero_ps();
     }
     UNROLL for (int j = 0; j < NC; j++)
         xq[j] = a->xq + (size_t)(b + j) * (size_t)a->nblk;
@@ -317,11 +303,11 @@ tile_l(kkind k, const kargs *a, int r, int b, const int NR, const int NC)
         {
             const hp_kern__q8x *q = xq[j] + blk;
             __m256i xv = _mm256_loadu_si256((const __m256i *)q->qs);
-            float S = 0.0f;
+            __m256 xs = _mm256_setzero_ps(); /* 8 lane sums of x */
             __m256i off = _mm256_setzero_si256();
             if (has_min)
-                S = q->d * (float)hsum_i32(_mm256_madd_epi16(
-                               _mm256_maddubs_epi16(one8, xv), one16));
+                xs = _mm256_cvtepi32_ps(_mm256_madd_epi16(
+                    _mm256_maddubs_epi16(one8, xv), one16));
             else
                 off = _mm256_maddubs_epi16(c16, xv);
             UNROLL for (int i = 0; i < NR; i++)
@@ -333,12 +319,13 @@ tile_l(kkind k, const kargs *a, int r, int b, const int NR, const int NC)
                 acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(d[i] * q->d),
                                             _mm256_cvtepi32_ps(p32), acc[i][j]);
                 if (has_min)
-                    accs[i][j] = __builtin_fmaf(m[i], S, accs[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(m[i] * q->d),
+                                                xs, acc[i][j]);
             }
         }
     }
     UNROLL for (int i = 0; i < NR; i++) UNROLL for (int j = 0; j < NC; j++)
-        a->out[(size_t)(b + j) * a->rows + r + i] = hsum(acc[i][j]) + accs[i][j];
+        a->out[(size_t)(b + j) * a->rows + r + i] = hsum(acc[i][j]);
 }
 
 /* ---- drivers ---------------------------------------------------------------- */

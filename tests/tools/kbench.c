@@ -142,8 +142,10 @@ int main(int argc, char **argv)
         impls[ni++] = &hp_kern__avx2_f32x;
     }
 #endif
-    static const hp_dtype types[] = {HP_DT_F32, HP_DT_F16, HP_DT_BF16,
-                                     HP_DT_Q8_0, HP_DT_Q4_0};
+    static const hp_dtype types[] = {HP_DT_F32,  HP_DT_F16,  HP_DT_BF16,
+                                     HP_DT_Q8_0, HP_DT_Q4_0, HP_DT_Q4_1,
+                                     HP_DT_Q5_0, HP_DT_Q5_1, HP_DT_Q4_K,
+                                     HP_DT_Q5_K, HP_DT_Q6_K};
     float *w = malloc(sizeof(float) * (size_t)cols);
     float *x = malloc(sizeof(float) * (size_t)512 * cols);
     float *out = malloc(sizeof(float) * (size_t)512 * rows);
