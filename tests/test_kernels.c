@@ -561,6 +561,11 @@ static void quant_q8x_impls_match_spec(void **state)
         for (int b = 0; b < NB * COLS / 32; b++) {
             assert_memory_equal(&got[b].d, &want[b].d, sizeof(float));
             assert_memory_equal(got[b].qs, want[b].qs, 32);
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+                sum += want[b].qs[j];
+            float ne = -(want[b].d * (float)sum);
+            assert_memory_equal(&got[b].ne, &ne, sizeof(float));
         }
     }
 }

@@ -24,6 +24,9 @@ const hp_kern__quant *hp_kern__quant_ops(hp_dtype t);
  * which also keeps the activation error at the int8 rounding alone. */
 typedef struct hp_kern__q8x {
     float d;
+    /* -d * sum(qs), filled by the impl's quant_q8x (not by the spec
+     * hp_kern__quant_q8x): lets the Q4_0 kernel use unsigned nibbles. */
+    float ne;
     int8_t qs[32];
 } hp_kern__q8x;
 
@@ -47,7 +50,8 @@ typedef struct hp_kern__impl {
     hp_kern__rows_fn rows[HP_DT_COUNT];
     bool wants_q8x[HP_DT_COUNT]; /* hp_matmul prepares xq for this dtype */
     /* nb rows of cols floats to nb x cols/32 activation blocks; must give
-     * exactly hp_kern__quant_q8x's bytes (it is the spec). */
+     * exactly hp_kern__quant_q8x's d and qs (it is the spec), and sets ne
+     * = -(d * (float)sum(qs)). */
     void (*quant_q8x)(const float *x, hp_kern__q8x *dst, int cols, int nb);
     /* hp_attn_scores / hp_attn_accum (attn.c, attn_avx2.c) */
     void (*attn_scores)(const float *q, const float *K, size_t stride, int n,

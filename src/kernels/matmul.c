@@ -149,6 +149,12 @@ static void quant_q8x_rows(const float *x, hp_kern__q8x *dst, int cols,
     size_t nblk = (size_t)(cols / 32);
     for (int b = 0; b < nb; b++)
         hp_kern__quant_q8x(x + (size_t)b * cols, dst + b * nblk, cols);
+    for (size_t i = 0; i < (size_t)nb * nblk; i++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++)
+            sum += dst[i].qs[j];
+        dst[i].ne = -(dst[i].d * (float)sum);
+    }
 }
 
 const hp_kern__impl hp_kern__scalar = {

@@ -135,8 +135,8 @@ tile_int(kind k, const targs *a, int r, int b, const int NR, const int NC)
 {
     const size_t bb = k == K_Q8_0 ? sizeof(hp_block_q8_0) : sizeof(hp_block_q4_0);
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m256i e8 = _mm256_set1_epi8(8);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
     __m256 acc[4][4];
     const uint8_t *row[4];
     const hp_kern__q8x *xq[4];
@@ -147,9 +147,16 @@ tile_int(kind k, const targs *a, int r, int b, const int NR, const int NC)
     }
     UNROLL for (int j = 0; j < NC; j++) xq[j] = a->xq + (size_t)(b + j) * a->nblk;
     /* hot loop: one weight block of NR rows against NC token blocks.
-     * Weights are made signed once per row (Q4_0: q - 8), then the int8
-     * product uses |w| * (x with w's sign), the maddubs idiom for signed
-     * times signed; |w| <= 128, |x| <= 127, pairs fit in int16. */
+     * Q8_0: signed times signed via |w| * (x with w's sign), the maddubs
+     * idiom; |w| <= 128, |x| <= 127, pairs fit in int16.
+     * Q4_0: the raw nibbles u (0..15) are already unsigned, so maddubs
+     * takes them as they are (pairs <= 2*15*127, no saturation) and the
+     * -8 of w = u - 8 is added back in float: sum (u-8) x = sum u x
+     * - 8 sum x, and dw * dx * (-8 sum q) = 8 * dw * ne with ne =
+     * -dx * sum q precomputed per activation block; adding dw * ne to
+     * each of the 8 lanes puts it in the horizontal sum 8 times. This
+     * saves the sign, abs and subtract of the signed form; the nibbles are
+     * split with one variable shift (low lane by 0, high lane by 4). */
     for (int blk = 0; blk < a->nblk; blk++) {
         __m256i w[4], aw[4];
         __m256 dw[4];
@@ -161,13 +168,12 @@ tile_int(kind k, const targs *a, int r, int b, const int NR, const int NC)
             dw[i] = _mm256_set1_ps(f16s(p));
             if (k == K_Q8_0) {
                 w[i] = _mm256_loadu_si256((const __m256i *)(p + 2));
+                aw[i] = _mm256_abs_epi8(w[i]);
             } else {
-                __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
-                __m128i lo = _mm_and_si128(raw, m4);
-                __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-                w[i] = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), e8);
+                __m256i raw = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)(p + 2)));
+                w[i] = _mm256_and_si256(_mm256_srlv_epi32(raw, shift), m4);
             }
-            aw[i] = _mm256_abs_epi8(w[i]);
         }
         UNROLL for (int j = 0; j < NC; j++)
         {
@@ -176,10 +182,17 @@ tile_int(kind k, const targs *a, int r, int b, const int NR, const int NC)
             __m256 dx = _mm256_set1_ps(q->d);
             UNROLL for (int i = 0; i < NR; i++)
             {
-                __m256i p16 = _mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(xv, w[i]));
+                __m256i p16;
+                if (k == K_Q8_0)
+                    p16 = _mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(xv, w[i]));
+                else
+                    p16 = _mm256_maddubs_epi16(w[i], xv);
                 __m256i p32 = _mm256_madd_epi16(p16, ones);
                 acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dx),
                                             _mm256_cvtepi32_ps(p32), acc[i][j]);
+                if (k == K_Q4_0)
+                    acc[i][j] = _mm256_fmadd_ps(dw[i], _mm256_set1_ps(q->ne),
+                                                acc[i][j]);
             }
         }
     }
@@ -355,6 +368,15 @@ static void quant_q8x_avx2(const float *x, hp_kern__q8x *dst, int cols,
             p = _mm256_permutevar8x32_epi32(p, perm);
             _mm256_storeu_si256((__m256i *)o->qs, p);
             o->d = d;
+            /* sum of q: exact in int32, then the same float ops as the
+             * scalar wrapper (matmul.c) */
+            __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
+                                          _mm256_add_epi32(q[2], q[3]));
+            __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(s4),
+                                       _mm256_extracti128_si256(s4, 1));
+            s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0x4e));
+            s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1));
+            o->ne = -(d * (float)_mm_cvtsi128_si32(s2));
         }
     }
 }
