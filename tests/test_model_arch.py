@@ -14,8 +14,9 @@ Cases:
                         (gemma2 attention 3, final 10: values that bite)
   arch-4.<arch>         HF folder (BF16 safetensors, config.json, a
                         byte-level tokenizer.json) of llama, qwen2, qwen3,
-                        gemma2, gemma3, phi3 vs the reference; llama
-                        and qwen2 also with --quantize q8_0
+                        gemma2, gemma3, phi3, mistral (window), llama with
+                        llama3 rope_scaling vs the reference; llama and
+                        qwen2 also with --quantize q8_0
   arch-5                the same llama as GGUF (f32) and HF folder (f32):
                         the same greedy tokens
   arch-6.*              bad input: a tensor shape that disagrees with the
@@ -160,13 +161,19 @@ def window_cases(tmp):
 
 def hf_cases(tmp):
     toks = [t % 256 for t in TOKENS]
+    l3 = {"type": "llama3", "factor": 8.0, "low": 1.0, "high": 4.0,
+          "orig": 64}
     for i, arch in enumerate(["llama", "qwen2", "qwen3", "gemma2", "gemma3",
-                              "phi3"]):
-        c = ar.make_config(arch, V=288)
+                              "phi3", "mistral", "llama3"]):
+        if arch == "llama3":
+            c = ar.make_config("llama", V=288, rope_scaling=l3)
+        else:
+            c = ar.make_config(arch, V=288)
         w = ar.make_weights(c, 300 + i)
         folder = os.path.join(tmp, "hf_" + arch)
         dec = ar.write_hf(folder, c, w)
-        compare("arch-4.%s" % arch, folder, c, dec, toks, TOL["BF16"],
+        compare("arch-4.%s" % arch, folder, c, dec,
+                LONG if arch in ("mistral", "llama3") else toks, TOL["BF16"],
                 full=(arch in ("qwen2", "gemma3")))
         if arch in ("llama", "qwen2"):
             compare("arch-4.%s.quantize-q8_0" % arch, folder, c, dec, toks,

@@ -248,10 +248,23 @@ static hp_err bind_tensors(hfl *H)
     hp_model *m = H->m;
     hp_hparams *hp = &m->hp;
     char nm[160];
-    H->prefix = "model.";
-    if (!hp_st_find(m->st, "model.embed_tokens.weight") &&
-        hp_st_find(m->st, "language_model.model.embed_tokens.weight"))
-        H->prefix = "language_model.model."; /* gemma3 multimodal */
+    /* gemma3's multimodal checkpoints nest the language model, under one
+     * of two spellings depending on the transformers version */
+    static const char *const prefixes[][2] = {
+        {"model.", "lm_head.weight"},
+        {"language_model.model.", "language_model.lm_head.weight"},
+        {"model.language_model.", "lm_head.weight"},
+    };
+    const char *head = prefixes[0][1];
+    H->prefix = prefixes[0][0];
+    for (size_t i = 1; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        snprintf(nm, sizeof nm, "%sembed_tokens.weight", prefixes[i][0]);
+        if (!hp_st_find(m->st, "model.embed_tokens.weight") &&
+            hp_st_find(m->st, nm)) {
+            H->prefix = prefixes[i][0];
+            head = prefixes[i][1];
+        }
+    }
     snprintf(nm, sizeof nm, "%sembed_tokens.weight", H->prefix);
     const hp_st_tensor *te = hp_st_find(m->st, nm);
     if (te && te->ndims == 2 && te->shape[0] > 0 &&
@@ -265,9 +278,6 @@ static hp_err bind_tensors(hfl *H)
     snprintf(nm, sizeof nm, "%snorm.weight", H->prefix);
     if ((e = bind_vec(H, nm, hp->n_embd, true, true, &m->out_norm)) != HP_OK)
         return e;
-    const char *head = strcmp(H->prefix, "model.") == 0
-                           ? "lm_head.weight"
-                           : "language_model.lm_head.weight";
     if (!H->c->tie_word_embeddings || hp_st_find(m->st, head)) {
         if ((e = bind_matrix(H, head, hp->n_vocab, hp->n_embd,
                              &m->output)) != HP_OK)
