@@ -306,6 +306,51 @@ static void chat_odd_roles_and_nulls_do_not_crash(void **st)
           "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>> [/INST]");
 }
 
+/* The Jinja engine renders the published templates exactly as the
+ * hand-written formats do on an alternating conversation (where both
+ * follow the template; see chat.c for where the hand-written ones differ). */
+static void chat_template_jinja_agrees_with_handwritten(void **st)
+{
+    (void)st;
+    static const hp_chat_msg alt[] = {
+        {"user", "Hi!"}, {"assistant", " Hello. "}, {"user", "What is 2+2?"}};
+    const char *tmpls[] = {T_LLAMA3, T_CHATML, T_LLAMA2, T_MISTRAL,
+                           T_ZEPHYR, T_PHI3, T_GEMMA};
+    for (size_t i = 0; i < sizeof tmpls / sizeof tmpls[0]; i++) {
+        for (int gen = 0; gen < 2; gen++) {
+            hp_errbuf eb = {{0}};
+            char *j = hp_chat_render_template(tmpls[i], alt, 3, gen, "<s>",
+                                              "</s>", &eb);
+            char *h = hp_chat_render(hp_chat_detect(tmpls[i]), alt, 3, gen,
+                                     "<s>", "</s>");
+            if (!j)
+                fail_msg("template %zu: %s", i, eb.msg);
+            if (strcmp(j, h) != 0)
+                fail_msg("template %zu gen %d\njinja: [%s]\nhand:  [%s]", i,
+                         gen, j, h);
+            free(j);
+            free(h);
+        }
+    }
+}
+
+/* A template that raises makes hp_chat_render_template fail with its
+ * message; one that does not parse falls back to the detected format. */
+static void chat_template_raise_and_unparsable(void **st)
+{
+    (void)st;
+    hp_errbuf eb = {{0}};
+    static const hp_chat_msg sys[] = {{"system", "S"}, {"user", "U"}};
+    assert_null(hp_chat_render_template(T_GEMMA, sys, 2, true, "", "", &eb));
+    assert_string_equal(eb.msg, "System role not supported");
+    char *s = hp_chat_render_template("<|im_start|>{{ x | nope }}", sys, 2,
+                                      true, NULL, NULL, &eb);
+    assert_non_null(s);
+    assert_string_equal(s, "<|im_start|>system\nS<|im_end|>\n<|im_start|>"
+                           "user\nU<|im_end|>\n<|im_start|>assistant\n");
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +367,8 @@ int main(void)
         cmocka_unit_test(chat_render_gemma),
         cmocka_unit_test(chat_special_characters_verbatim),
         cmocka_unit_test(chat_odd_roles_and_nulls_do_not_crash),
+        cmocka_unit_test(chat_template_jinja_agrees_with_handwritten),
+        cmocka_unit_test(chat_template_raise_and_unparsable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
+#include "engine/jinja.h"
 #include "measure/metrics.h"
 #include "model/kvcache.h"
 #include "model/model.h"
@@ -45,14 +46,58 @@ static void serve_usage(FILE *f)
         "      --max-queue N       waiting requests before answering 429 (default 64, 0 = no limit)\n"
         "      --max-body BYTES    request body limit (default 8388608 = 8 MiB)\n"
         "      --model-name NAME   model id clients must send (default: the model's name)\n"
+        "      --chat-template FILE  Jinja chat template to use instead of the model's\n"
         "      --timeout S         connection read/write timeout in seconds (default 600)\n"
         "  -h, --help              this help\n");
+}
+
+/* Install --chat-template FILE as the model's template, then parse the
+ * template once so a broken one stops the server now (naming line and
+ * column) rather than failing every chat request. */
+static int use_chat_template(hp_model *m, const char *model_path,
+                             const char *tmpl_path)
+{
+    if (tmpl_path) {
+        FILE *f = fopen(tmpl_path, "rb");
+        char *buf = NULL;
+        long n = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+            fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+            fread(buf, 1, (size_t)n, f) == (size_t)n) {
+            buf[n] = '\0';
+            free(m->chat_template);
+            m->chat_template = buf;
+            buf = NULL;
+        } else {
+            n = -1;
+        }
+        free(buf);
+        if (f)
+            fclose(f);
+        if (n < 0) {
+            fprintf(stderr, "hotpath serve: cannot read --chat-template '%s'\n",
+                    tmpl_path);
+            return 1;
+        }
+    }
+    if (!m->chat_template || !m->chat_template[0])
+        return 0;
+    hp_jinja *t = NULL;
+    hp_errbuf eb = {{0}};
+    if (hp_jinja_parse(m->chat_template, strlen(m->chat_template), &t, &eb) !=
+        HP_OK) {
+        fprintf(stderr, "hotpath serve: the chat template of '%s' cannot be "
+                "used: %s\n", tmpl_path ? tmpl_path : model_path, eb.msg);
+        return 1;
+    }
+    hp_jinja_free(t);
+    return 0;
 }
 
 int hp_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
-           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT };
+           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT, O_TMPL };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"host", required_argument, NULL, O_HOST},
@@ -68,10 +113,11 @@ int hp_cmd_serve(int argc, char **argv)
         {"kv-memory", required_argument, NULL, O_KVMEM},
         {"no-prefix-cache", no_argument, NULL, O_NOPREFIX},
         {"quantize", required_argument, NULL, O_QUANT},
+        {"chat-template", required_argument, NULL, O_TMPL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model_path = NULL;
+    const char *model_path = NULL, *tmpl_path = NULL;
     hp_server_opts so;
     hp_server_opts_default(&so);
     long ctx = 0, threads = 0, parallel = 0, maxq = -1, v = 0;
@@ -130,6 +176,9 @@ int hp_cmd_serve(int argc, char **argv)
         case O_QUANT:
             ok = hp_model_parse_quantize(optarg, &mopts.quantize);
             break;
+        case O_TMPL:
+            tmpl_path = optarg;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -171,6 +220,10 @@ int hp_cmd_serve(int argc, char **argv)
     if (hp_model_load_opts(model_path, &mopts, &m, &eb) != HP_OK) {
         fprintf(stderr, "hotpath serve: cannot load model '%s': %s\n",
                 model_path, eb.msg);
+        return 1;
+    }
+    if (use_chat_template(m, model_path, tmpl_path) != 0) {
+        hp_model_free(m);
         return 1;
     }
     hp_engine_opts eo;

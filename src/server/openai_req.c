@@ -6,6 +6,10 @@
  * generation fields. jansson refuses NaN, Infinity, integers beyond 64 bits
  * and nesting deeper than 2048 levels, so garbage ends as a 400 here. Only
  * the parse scratch (json_t) is malloc'd; it is freed before returning.
+ * Chat prompts are rendered with the model's Jinja chat template and
+ * tokenized by segment, so request content never becomes control tokens.
+ * The template is parsed per request (tens of microseconds for real
+ * templates; `hotpath serve` has already refused one that does not parse).
  * Knows nothing of HTTP. */
 #include "server/openai_req.h"
 
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/jinja.h"
 #include "model/model.h"
 
 #define INVALID "invalid_request_error"
@@ -228,6 +233,45 @@ static hp_err msg_content(json_t *c, size_t i, hp_arena *a, const char **out,
     return HP_OK;
 }
 
+/* Compact JSON text of j in the arena (NULL on OOM). */
+static const char *dump_json(hp_arena *a, const json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    const char *r = s ? hp_arena_strndup(a, s, strlen(s)) : NULL;
+    free(s);
+    return r;
+}
+
+/* tools (an array of objects) and chat_template_kwargs (an object) are
+ * kept as JSON for the chat template. */
+static hp_err parse_template_inputs(json_t *o, hp_arena *a, hp_oai_req *out,
+                                    hp_oai_error *err)
+{
+    json_t *tools = field(o, "tools");
+    if (tools) {
+        bool ok = json_is_array(tools);
+        for (size_t i = 0; ok && i < json_array_size(tools); i++)
+            ok = json_is_object(json_array_get(tools, i));
+        if (!ok)
+            return hp_openai_error_set(err, 400, INVALID, "tools", NULL,
+                                       "'tools' must be an array of tool "
+                                       "objects");
+        if (!(out->tools_json = dump_json(a, tools)))
+            return HP_ERR_NOMEM;
+    }
+    json_t *kw = field(o, "chat_template_kwargs");
+    if (kw) {
+        if (!json_is_object(kw))
+            return hp_openai_error_set(err, 400, INVALID,
+                                       "chat_template_kwargs", NULL,
+                                       "'chat_template_kwargs' must be an "
+                                       "object");
+        if (!(out->template_kwargs_json = dump_json(a, kw)))
+            return HP_ERR_NOMEM;
+    }
+    return HP_OK;
+}
+
 static hp_err parse_messages(json_t *o, hp_arena *a, hp_oai_req *out,
                              hp_oai_error *err)
 {
@@ -274,7 +318,9 @@ static hp_err parse_messages(json_t *o, hp_arena *a, hp_oai_req *out,
             return HP_ERR_NOMEM;
     }
     out->n_msgs = (int)n;
-    return HP_OK;
+    if (!(out->messages_json = dump_json(a, m)))
+        return HP_ERR_NOMEM;
+    return parse_template_inputs(o, a, out, err);
 }
 
 /* ---- generation fields -------------------------------------------------- */
@@ -588,13 +634,142 @@ static hp_err tokenize(const hp_vocab *v, const char *text, size_t len,
     return HP_OK;
 }
 
+/* True if text holds a special token's text, i.e. tokenizing it with
+ * special-token parsing differs from tokenizing it as plain text. */
+static hp_err has_special(const hp_vocab *v, const char *text, size_t len,
+                          hp_arena *a, bool *yes)
+{
+    int32_t *x, *y;
+    int nx, ny;
+    hp_err e = tokenize(v, text, len, false, true, a, &x, &nx);
+    if (e == HP_OK)
+        e = tokenize(v, text, len, false, false, a, &y, &ny);
+    if (e == HP_OK)
+        *yes = nx != ny || memcmp(x, y, (size_t)nx * sizeof *x) != 0;
+    return e;
+}
+
+static hp_err append_ids(hp_arena *a, int32_t **ids, int *n, int *cap,
+                         const int32_t *add, int n_add)
+{
+    if (*n + n_add > *cap) {
+        int nc = (*n + n_add) * 2 + 16;
+        int32_t *q = hp_arena_alloc(a, (size_t)nc * sizeof *q);
+        if (!q)
+            return HP_ERR_NOMEM;
+        if (*n)
+            memcpy(q, *ids, (size_t)*n * sizeof *q);
+        *ids = q;
+        *cap = nc;
+    }
+    memcpy(*ids + *n, add, (size_t)n_add * sizeof *add);
+    *n += n_add;
+    return HP_OK;
+}
+
+/* Tokenize rendered segments. Markup and content that holds no special
+ * token text are tokenized together with special tokens parsed, so the
+ * usual prompt gets exactly the tokens of the whole text (as Hugging Face
+ * tokenizes it); only content that would otherwise turn into control
+ * tokens is cut out and tokenized as plain text on its own. */
+static hp_err tokenize_segments(const hp_vocab *v, const hp_jinja_out *o,
+                                bool add_bos, hp_arena *a, int32_t **ids,
+                                int *n_ids)
+{
+    int n = 0, cap = 0;
+    int32_t *all = NULL;
+    bool *isolate = hp_arena_alloc(a, (size_t)o->n_segs + 1);
+    if (!isolate)
+        return HP_ERR_NOMEM;
+    for (int i = 0; i < o->n_segs; i++)
+        if (o->segs[i].content) {
+            hp_err e = has_special(v, o->segs[i].text, o->segs[i].len, a,
+                                   &isolate[i]);
+            if (e != HP_OK)
+                return e;
+        }
+    for (int i = 0; i < o->n_segs;) {
+        int j = i + 1;
+        if (!isolate[i])
+            while (j < o->n_segs && !isolate[j])
+                j++;
+        const char *start = o->segs[i].text;
+        size_t len = (size_t)(o->segs[j - 1].text + o->segs[j - 1].len - start);
+        int32_t *piece;
+        int np;
+        hp_err e = tokenize(v, start, len, add_bos && i == 0, !isolate[i], a,
+                            &piece, &np);
+        if (e == HP_OK)
+            e = append_ids(a, &all, &n, &cap, piece, np);
+        if (e != HP_OK)
+            return e;
+        i = j;
+    }
+    *ids = all;
+    *n_ids = n;
+    return HP_OK;
+}
+
+/* Render r's messages with the model's Jinja template and tokenize them.
+ * HP_ERR_DECLINED when the template does not parse (use the hand-written
+ * formats). */
+static hp_err jinja_tokens(const hp_oai_req *r, const hp_model *m,
+                           const char *bos_text, const char *eos_text,
+                           hp_arena *a, int32_t **ids, int *n_ids,
+                           hp_oai_error *err)
+{
+    const hp_vocab *v = m->vocab;
+    hp_jinja *t = NULL;
+    hp_errbuf eb = {{0}};
+    if (hp_jinja_parse(m->chat_template, strlen(m->chat_template), &t, &eb) !=
+        HP_OK)
+        return HP_ERR_DECLINED;
+    json_t *msgs = json_loads(r->messages_json, JSON_DECODE_ANY, NULL);
+    json_t *tools = r->tools_json ? json_loads(r->tools_json, 0, NULL) : NULL;
+    json_t *kw = r->template_kwargs_json
+                     ? json_loads(r->template_kwargs_json, 0, NULL) : NULL;
+    hp_jinja_out out = {0};
+    hp_err e = HP_ERR_NOMEM;
+    if (msgs && (tools || !r->tools_json) && (kw || !r->template_kwargs_json))
+        e = hp_chat_render_jinja(t, msgs, tools, true, bos_text, eos_text, kw,
+                                 &out, &eb);
+    if (e == HP_OK) {
+        bool has_bos = bos_text && bos_text[0] &&
+                       !strncmp(out.buf, bos_text, strlen(bos_text));
+        e = tokenize_segments(v, &out, hp_vocab_add_bos(v) && !has_bos, a,
+                              ids, n_ids);
+    } else if (e != HP_ERR_NOMEM) {
+        /* raise_exception or a type error on this request's data */
+        hp_openai_error_set(err, 400, INVALID, "messages", NULL, "%s",
+                            eb.msg);
+        e = HP_ERR_INVALID;
+    }
+    hp_jinja_out_free(&out);
+    json_decref(msgs);
+    json_decref(tools);
+    json_decref(kw);
+    hp_jinja_free(t);
+    return e;
+}
+
 hp_err hp_openai_req_tokens(const hp_oai_req *r, const hp_model *m,
                             hp_arena *a, int32_t **ids, int *n_ids,
                             hp_oai_error *err)
 {
     const hp_vocab *v = m->vocab;
-    hp_err e;
-    if (r->kind == HP_OAI_CHAT) {
+    hp_err e = HP_ERR_DECLINED;
+    if (r->kind == HP_OAI_CHAT && m->chat_template && m->chat_template[0] &&
+        r->messages_json) {
+        int32_t bos = hp_vocab_bos(v), eos = hp_vocab_eos(v);
+        e = jinja_tokens(r, m, bos >= 0 ? hp_vocab_text(v, bos) : NULL,
+                         eos >= 0 ? hp_vocab_text(v, eos) : NULL, a, ids,
+                         n_ids, err);
+        if (e == HP_ERR_INVALID)
+            return e;
+    }
+    if (e != HP_ERR_DECLINED) {
+        /* rendered by the Jinja template (or out of memory) */
+    } else if (r->kind == HP_OAI_CHAT) {
         int32_t bos = hp_vocab_bos(v), eos = hp_vocab_eos(v);
         const char *bos_text = bos >= 0 ? hp_vocab_text(v, bos) : NULL;
         const char *eos_text = eos >= 0 ? hp_vocab_text(v, eos) : NULL;

@@ -60,6 +60,12 @@ typedef struct hp_oai_req {
     bool include_usage;      /* stream_options.include_usage */
     bool echo;               /* completions: prepend the prompt */
     int logprobs;            /* -1: none; else top alternatives (0..20) */
+    /* chat template inputs (appended): compact JSON text, arena, as the
+     * client sent them; the template sees them as messages / tools /
+     * extra variables (chat_template_kwargs) */
+    const char *messages_json;
+    const char *tools_json;           /* NULL: no tools */
+    const char *template_kwargs_json; /* NULL: none */
 } hp_oai_req;
 
 /* Parse body[0..len) for an endpoint of kind. On success fills *out and
@@ -71,10 +77,16 @@ hp_err hp_openai_req_parse(hp_oai_kind kind, const char *body, size_t len,
                            hp_oai_req *out, hp_oai_error *err);
 
 /* Build the prompt tokens for a parsed request: chat messages go through
- * the model's chat template (BOS only if the rendered text lacks it, special
- * tokens parsed); completion text is tokenized with the vocabulary's BOS
- * rule and special tokens as plain text; token-id prompts are used as given.
- * *ids is arena memory. HP_ERR_INVALID (err filled) for an empty prompt. */
+ * the model's chat template (BOS only if the rendered text lacks it);
+ * completion text is tokenized with the vocabulary's BOS rule and special
+ * tokens as plain text; token-id prompts are used as given. A Jinja
+ * template (engine/jinja.h) marks which text came from the request: the
+ * template's own text has its special tokens parsed, request content never
+ * does, so a user typing "<|im_end|>" gets those characters, not the
+ * control token. A template the engine cannot parse falls back to the
+ * hand-written formats of engine/chat.h. *ids is arena memory.
+ * HP_ERR_INVALID (err filled, 400) for an empty prompt or when the template
+ * raises (the template's message) or fails on the request's data. */
 hp_err hp_openai_req_tokens(const hp_oai_req *r, const hp_model *m,
                             hp_arena *a, int32_t **ids, int *n_ids,
                             hp_oai_error *err);
