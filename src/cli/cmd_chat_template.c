@@ -5,7 +5,8 @@
  * The template comes from --chat-template FILE, else from MODEL: a GGUF
  * (only its metadata is read: tokenizer.chat_template, and the BOS/EOS
  * token texts from tokenizer.ggml.*; no weights are needed), a
- * tokenizer_config.json, or a folder holding one. --segments prints each
+ * tokenizer_config.json, or a Hugging Face folder (chat_template.jinja if
+ * present, else tokenizer_config.json's chat_template). --segments prints each
  * segment on its own line as JSON ({"content": bool, "text": ...}) to show
  * which text came from the messages. */
 #include <getopt.h>
@@ -153,7 +154,11 @@ static int load_model(const char *path, char **tmpl, char **bos, char **eos)
         return 1;
     }
     if (S_ISDIR(st.st_mode)) {
+        /* newer checkpoints keep the template in chat_template.jinja */
         char cfg[4096];
+        snprintf(cfg, sizeof cfg, "%s/chat_template.jinja", path);
+        if (!*tmpl)
+            *tmpl = slurp(cfg, NULL);
         snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", path);
         return from_config(cfg, tmpl, bos, eos);
     }

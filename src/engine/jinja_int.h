@@ -258,7 +258,67 @@ bool hp_jinja__to_json(jctx *c, jbuf *b, jv v, const jjson_opts *o,
 /* JavaScript's Number#toString of d into buf (>= 32 bytes). */
 void hp_jinja__fmt_num(double d, char *buf, size_t cap);
 
-/* filters, tests, methods (jinja_filter.c) */
+/* Evaluated call arguments: positional, then keyword names and values. */
+typedef struct jargs {
+    const jv *pos;
+    int npos;
+    const char *const *kwn;
+    const jv *kwv;
+    int nkw;
+} jargs;
+
+/* Positional i (i < 0: none), else keyword name, else NULL. */
+const jv *hp_jinja__arg(const jargs *a, int i, const char *name);
+bool hp_jinja__arg_bool(const jargs *a, int i, const char *name, bool def);
+
+/* string, sort and path helpers (jinja_call.c) */
+size_t hp_jinja__cp_len(const char *s, size_t i, size_t n);
+size_t hp_jinja__cp_count(const jstr *s);
+/* strip chars (NULL: JavaScript whitespace) from the left and/or right. */
+jv hp_jinja__strip(jctx *c, const jstr *s, const jstr *chars, bool l, bool r);
+/* mode 0 upper, 1 lower, 2 title, 3 capitalize (ASCII). */
+jv hp_jinja__case_map(jctx *c, const jstr *s, int mode);
+jv hp_jinja__replace(jctx *c, const jnode *at, const jstr *s, const jargs *a);
+/* what 0: [key, value] pairs, 1: keys, 2: values. */
+jv hp_jinja__dict_items(jctx *c, const jdict *d, int what);
+jv hp_jinja__sorted(jctx *c, const jnode *at, const jlist *l, bool rev,
+                    bool cs, const jstr *attr);
+/* item.a.0.b: dict keys and list indices; undefined when missing. */
+jv hp_jinja__attr_path(jv item, const jstr *path);
+
+/* statement results */
+enum { ST_OK = 0, ST_BREAK = 1, ST_CONTINUE = 2, ST_ERR = -1 };
+
+/* Call arguments as evaluated from the syntax tree (arena arrays). */
+typedef struct cargs {
+    jv *pos;
+    int npos;
+    const char **kwn;
+    jv *kwv;
+    int nkw;
+} cargs;
+
+/* scopes and statements (jinja_render.c) */
+jscope *hp_jinja__scope_new(jctx *c, jscope *parent);
+jv hp_jinja__lookup(const jscope *s, const char *name);
+bool hp_jinja__scope_set(jctx *c, jscope *s, const char *name, jv v);
+int hp_jinja__exec_block(jctx *c, jnode *const *kids, int n, jscope *s);
+/* Run a block into a new buffer; its text as a string, *st its result. */
+jv hp_jinja__capture(jctx *c, jnode *const *kids, int n, jscope *s, int *st);
+
+/* expressions (jinja_eval.c) */
+jv hp_jinja__eval(jctx *c, const jnode *n, jscope *s);
+bool hp_jinja__eval_args(jctx *c, jnode *const *kids, int n, jscope *s,
+                         cargs *a);
+/* A FILTER node; operand (filter blocks) replaces its innermost operand. */
+jv hp_jinja__eval_filter(jctx *c, const jnode *n, jscope *s,
+                         const jv *operand);
+jv hp_jinja__call_macro(jctx *c, const jnode *at, const jmacro *m,
+                        const cargs *a, jscope *callsite);
+/* Count a step; false (error set) past the step or memory limit. */
+bool hp_jinja__tick(jctx *c, const jnode *n);
+
+/* filters, tests (jinja_filter.c), methods and functions (jinja_call.c) */
 bool hp_jinja__filter_known(const char *name);
 bool hp_jinja__test_known(const char *name);
 /* Apply filter name to v with evaluated args (pos[npos], kw names/vals). */
