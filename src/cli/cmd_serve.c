@@ -40,7 +40,7 @@ static void serve_usage(FILE *f)
         "  -t, --threads K         threads for the forward pass (default: all cores)\n"
         "      --parallel N        max sequences decoded together (default 4)\n"
         "      --batch-tokens N    max tokens per forward step; long prompts are\n"
-        "                          prefilled in chunks of this size (default 512)\n"
+        "                          prefilled in chunks of this size (default 128)\n"
         "      --kv-memory MIB     KV-cache pool size in MiB (default: ctx-size x parallel)\n"
         "      --no-prefix-cache   do not reuse the KV blocks of earlier prompts\n"
         "      --max-queue N       waiting requests before answering 429 (default 64, 0 = no limit)\n"

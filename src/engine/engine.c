@@ -102,7 +102,7 @@ void hp_engine_opts_default(hp_engine_opts *o, const hp_model *m)
                    : 4096;
     o->n_threads = 0;
     o->parallel = 4;
-    o->batch_tokens = 512;
+    o->batch_tokens = 128; /* bounds a decode step: see BENCHMARKS.md */
     o->max_queue = 64;
     o->kv_blocks = 0;
     o->prefix_cache = true;
