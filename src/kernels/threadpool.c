@@ -30,14 +30,24 @@
  * (sampling, detokenizing), short enough not to hog a core when idle. */
 #define SPIN_NS 3000000LL
 
+/* Chunk index of a state whose slot is being rewritten: nothing to claim. */
+#define CLOSED 0xFFFFFFFFu
+
 struct hp_kern__pool {
     int nth;                 /* threads including the caller */
     pthread_t *th;           /* owns: nth - 1 workers */
     int started;             /* workers actually created */
-    /* Job slot, written by the caller before it publishes the job. */
-    hp_kern__job_fn fn;
-    void *arg;
-    int n_chunks;
+    /* Job slot. The caller first closes the state (new generation, chunk
+     * CLOSED), then writes the slot, then opens the state: a worker that
+     * reads the slot while it is being rewritten can never claim a chunk
+     * with it, because its CAS expects the old state (seqlock pattern).
+     * Without the closing step a late worker saw the old generation still
+     * open-looking (all chunks claimed, but a larger n_chunks already
+     * written), claimed a chunk of a job not yet published and ran it
+     * with a stale argument. */
+    _Atomic(hp_kern__job_fn) fn;
+    _Atomic(void *) arg;
+    _Atomic int n_chunks;
     /* (generation << 32) | next unclaimed chunk. A chunk is claimed by a
      * CAS that also checks the generation, so a worker that wakes late
      * can never claim a chunk of a job that is over. */
@@ -111,13 +121,17 @@ static void run_chunks(hp_kern__pool *p, uint32_t g, int ith)
     for (;;) {
         if ((uint32_t)(st >> 32) != g)
             return;
-        /* Read before the CAS: if the CAS succeeds the job was still live
-         * (a chunk unclaimed), so the slot still held this job's values. */
-        hp_kern__job_fn fn = p->fn;
-        void *arg = p->arg;
-        int n = p->n_chunks;
+        /* Read before the CAS: if the CAS succeeds the state was still
+         * (g, c) and open, and the slot could not have been rewritten in
+         * between (the rewrite starts by closing the state). */
         uint32_t c = (uint32_t)st;
-        if ((int)c >= n)
+        if (c == CLOSED)
+            return;
+        hp_kern__job_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        int n = atomic_load_explicit(&p->n_chunks, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (c >= (uint32_t)n)
             return;
         if (!atomic_compare_exchange_weak_explicit(
                 &p->state, &st, st + 1, memory_order_acq_rel,
@@ -204,12 +218,15 @@ void hp_kern__pool_run(hp_kern__pool *p, int n_chunks, hp_kern__job_fn fn,
             fn(arg, c, 0);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    p->n_chunks = n_chunks;
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t g = (uint32_t)(atomic_load_explicit(&p->state,
                                                  memory_order_relaxed) >> 32) + 1;
+    /* close, rewrite the slot, open (see the struct) */
+    atomic_store(&p->state, ((uint64_t)g << 32) | CLOSED);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->state, (uint64_t)g << 32, memory_order_release);
     atomic_store(&p->gen, g); /* seq_cst: then look for sleepers */
     if (atomic_load(&p->sleeping) > 0)
