@@ -18,6 +18,7 @@ static const subcmd cmds[] = {
     {"bench", hp_cmd_bench, "load-test an OpenAI-compatible server"},
     {"synth", hp_cmd_synth, "write a random-weight llama GGUF of a given shape"},
     {"chat-template", hp_cmd_chat_template, "print the prompt a model's chat template renders"},
+    {"config", hp_cmd_config, "validate a gateway config file (config check FILE)"},
 };
 
 static void usage(FILE *f)

@@ -11,5 +11,7 @@ int hp_cmd_detokenize(int argc, char **argv);
 int hp_cmd_bench(int argc, char **argv);
 int hp_cmd_synth(int argc, char **argv);
 int hp_cmd_chat_template(int argc, char **argv);
+/* `hotpath config check FILE`: validate a gateway config (cmd_config.c). */
+int hp_cmd_config(int argc, char **argv);
 
 #endif
