@@ -355,6 +355,17 @@ def drain_socket(sock):
         pass
 
 
+def wait_metric(s, line, limit=20):
+    """Poll /metrics until it contains line (bytes) or limit seconds pass."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        _, _, met = s.request("GET", "/metrics")
+        if line in met:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def server_errors_model_name_and_queue():
     """--model-name sets the id clients must send; with one running slot
     and --max-queue 1, a request beyond the queue gets 429 with
@@ -380,22 +391,15 @@ def server_errors_model_name_and_queue():
             socks.append(sock)
             if stream:
                 assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-                # read the stream as real clients do: a client that never
-                # reads lets its output pile up, which under load starves
-                # the server's other connections (a known issue, see the
-                # closing note), not what this case is about
                 threading.Thread(target=drain_socket, args=(sock,), daemon=True).start()
-        # wait until the second request is really queued: under load the
-        # server may read it late, and the probe below would take its place
-        t0 = time.time()
-        while time.time() - t0 < 20:
-            _, _, met = s.request("GET", "/metrics")
-            # running 1 too: the stream's 200 header goes out when it is
-            # queued, before it holds the slot
-            if (b'hotpath_num_requests_waiting{model="tiny"} 1' in met and
-                    b'hotpath_num_requests_running{model="tiny"} 1' in met):
-                break
-            time.sleep(0.05)
+                # the 200 header goes out when the stream is queued, not
+                # when it runs: send the second request only once the
+                # stream holds the slot, or the second one finds the queue
+                # full (429, unread) and the probe below takes its place
+                wait_metric(s, b'hotpath_num_requests_running{model="tiny"} 1')
+        # and wait until the second request is really queued
+        assert wait_metric(s, b'hotpath_num_requests_waiting{model="tiny"} 1'), \
+            "the second request was never queued"
         st, h, data = s.post(COMPLETIONS, BASE_C, timeout=20)
         check_error(st, h, data, 429)
         assert h.get("Retry-After") == "1", h

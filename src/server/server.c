@@ -982,11 +982,10 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
     hp_err err = HP_ERR_NOMEM;
     if (!srv->model_name || !srv->host)
         goto fail;
-    /* The engine re-activates a stream's wake event for every token. By
-     * default libevent keeps running active callbacks as long as any are
-     * queued, so a fast stream could keep the loop from ever polling the
-     * sockets again (new requests, even a 429, went unanswered under load).
-     * Bound each pass: poll after 16 callbacks or 5 ms. */
+    /* The engine re-activates a stream's wake event for every token, and
+     * libevent by default runs active callbacks as long as any are queued.
+     * Bound each pass (poll after 16 callbacks or 5 ms) so many fast
+     * streams cannot delay reading new requests. */
     struct event_config *cfg = event_config_new();
     if (cfg) {
         struct timeval max_iv = {0, 5000};
