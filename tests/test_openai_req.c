@@ -185,6 +185,32 @@ static void openai_req_model(void **state)
                "model", NULL);
 }
 
+/* openai_req_unsupported_fields: JSON mode, best_of > 1 and suffix are
+ * refused rather than silently ignored; their defaults pass. */
+static void openai_req_unsupported_fields(void **state)
+{
+    fx *f = *state;
+    expect_400(f, HP_OAI_CHAT,
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+               "\"response_format\":{\"type\":\"json_object\"}}",
+               "response_format", "not supported");
+    expect_400(f, HP_OAI_CHAT,
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+               "\"response_format\":\"json\"}",
+               "response_format", NULL);
+    expect_400(f, HP_OAI_COMPLETIONS, "{\"prompt\":\"x\",\"best_of\":3}",
+               "best_of", "not supported");
+    expect_400(f, HP_OAI_COMPLETIONS, "{\"prompt\":\"x\",\"suffix\":\"end\"}",
+               "suffix", "not supported");
+    assert_int_equal(parse(f, HP_OAI_CHAT,
+                           "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                           "\"response_format\":{\"type\":\"text\"}}"),
+                     HP_OK);
+    assert_int_equal(parse(f, HP_OAI_COMPLETIONS,
+                           "{\"prompt\":\"x\",\"best_of\":1,\"suffix\":\"\"}"),
+                     HP_OK);
+}
+
 static void openai_req_ranges(void **state)
 {
     fx *f = *state;
@@ -388,6 +414,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(openai_req_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(openai_req_model, setup, teardown),
         cmocka_unit_test_setup_teardown(openai_req_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(openai_req_unsupported_fields, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(openai_req_malformed_bodies, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(openai_req_fuzz, setup, teardown),

@@ -481,13 +481,41 @@ static hp_err parse_sampling(json_t *o, const hp_oai_limits *lim,
     return parse_logit_bias(o, lim, a, sp, err);
 }
 
+/* OpenAI fields whose meaning this server cannot honour. Ignoring them
+ * would answer a JSON-mode or best-of request with something else and call
+ * it a success, so they are refused (400) unless they ask for the default
+ * behaviour. */
+static hp_err refuse_unsupported(json_t *o, hp_oai_error *err)
+{
+    json_t *rf = field(o, "response_format");
+    if (rf) {
+        json_t *t = json_is_object(rf) ? field(rf, "type") : NULL;
+        if (!t || !json_is_string(t) || strcmp(json_string_value(t), "text"))
+            return hp_openai_error_set(
+                err, 400, INVALID, "response_format", NULL,
+                "'response_format' other than {\"type\": \"text\"} is not "
+                "supported (no JSON mode or json_schema yet)");
+    }
+    json_t *bo = field(o, "best_of");
+    if (bo && !(json_is_integer(bo) && json_integer_value(bo) == 1))
+        return hp_openai_error_set(err, 400, INVALID, "best_of", NULL,
+                                   "'best_of' other than 1 is not supported");
+    json_t *sx = field(o, "suffix");
+    if (sx && !(json_is_string(sx) && json_string_length(sx) == 0))
+        return hp_openai_error_set(err, 400, INVALID, "suffix", NULL,
+                                   "'suffix' (insertion) is not supported");
+    return HP_OK;
+}
+
 static hp_err parse_gen(hp_oai_kind kind, json_t *o, const hp_oai_limits *lim,
                         hp_arena *a, hp_oai_req *out, hp_oai_error *err)
 {
     hp_gen_params *g = &out->gen;
     long long x;
     bool given;
-    hp_err e;
+    hp_err e = refuse_unsupported(o, err);
+    if (e != HP_OK)
+        return e;
     e = get_int(o, "max_tokens", 1, 1 << 30, &x, &given, err);
     if (e != HP_OK)
         return e;
@@ -542,7 +570,7 @@ static hp_err parse_gen(hp_oai_kind kind, json_t *o, const hp_oai_limits *lim,
         return e;
     g->top_logprobs = out->logprobs;
     if (kind == HP_OAI_COMPLETIONS) {
-                e = get_bool(o, "echo", &out->echo, NULL, err);
+        e = get_bool(o, "echo", &out->echo, NULL, err);
         if (e != HP_OK)
             return e;
         if (out->echo && out->logprobs >= 0)
