@@ -106,24 +106,47 @@ static hp_engine *engine_new(int parallel, int batch, int max_queue)
     return engine_new_kv(parallel, batch, max_queue, 0, true);
 }
 
+/* Queue prompt for greedy generation of max_tokens tokens into c. */
+static hp_request *submit_greedy(hp_engine *e, const char *prompt,
+                                 int max_tokens, collect *c)
+{
+    int32_t ids[512];
+    int n = tokenize(prompt, ids, 512);
+    hp_gen_params p;
+    hp_gen_params_default(&p);
+    p.sampling.temperature = 0;
+    p.max_tokens = max_tokens;
+    collect_init(c);
+    hp_request *r = NULL;
+    hp_errbuf eb;
+    assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, c, &r, &eb), HP_OK);
+    return r;
+}
+
+/* Submit prompt greedily and wait for the whole answer in c. */
+static void run_one(hp_engine *e, const char *prompt, int max_tokens,
+                    collect *c)
+{
+    hp_request *r = submit_greedy(e, prompt, max_tokens, c);
+    collect_wait(c);
+    hp_request_release(r);
+}
+
 /* Generate greedily for one prompt on its own engine, without the prefix
  * cache: the reference every other configuration must reproduce. */
 static void solo(const char *prompt, int max_tokens, collect *out)
 {
     hp_engine *e = engine_new_kv(1, 64, 4, 0, false);
-    int32_t ids[256];
-    int n = tokenize(prompt, ids, 256);
-    hp_gen_params p;
-    hp_gen_params_default(&p);
-    p.sampling.temperature = 0;
-    p.max_tokens = max_tokens;
-    collect_init(out);
-    hp_request *r;
-    hp_errbuf eb;
-    assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, out, &r, &eb), HP_OK);
-    collect_wait(out);
-    hp_request_release(r);
+    run_one(e, prompt, max_tokens, out);
     hp_engine_free(e);
+}
+
+/* got's first choice has exactly want's text. */
+static void expect_same_text(const collect *got, const collect *want)
+{
+    assert_false(got->failed);
+    assert_int_equal(got->len[0], want->len[0]);
+    assert_memory_equal(got->text[0], want->text[0], want->len[0]);
 }
 
 static const char *prompts[8] = {
@@ -143,22 +166,11 @@ static void engine_batch_equals_solo(void **state)
         solo(prompts[i], 40, &want[i]);
     hp_engine *e = engine_new(8, 7, 16);
     hp_request *r[8];
-    for (int i = 0; i < 8; i++) {
-        int32_t ids[256];
-        int n = tokenize(prompts[i], ids, 256);
-        hp_gen_params p;
-        hp_gen_params_default(&p);
-        p.sampling.temperature = 0;
-        p.max_tokens = 40;
-        collect_init(&got[i]);
-        hp_errbuf eb;
-        assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, &got[i], &r[i], &eb), HP_OK);
-    }
+    for (int i = 0; i < 8; i++)
+        r[i] = submit_greedy(e, prompts[i], 40, &got[i]);
     for (int i = 0; i < 8; i++) {
         collect_wait(&got[i]);
-        assert_false(got[i].failed);
-        assert_int_equal(got[i].len[0], want[i].len[0]);
-        assert_memory_equal(got[i].text[0], want[i].text[0], want[i].len[0]);
+        expect_same_text(&got[i], &want[i]);
         assert_int_equal(got[i].finish[0], HP_FINISH_LENGTH);
         assert_int_equal(got[i].completion_tokens, 40);
         hp_request_release(r[i]);
@@ -328,24 +340,6 @@ static void engine_limits(void **state)
     hp_engine_free(e);
 }
 
-/* Submit prompt greedily and wait for the whole answer in c. */
-static void run_one(hp_engine *e, const char *prompt, int max_tokens,
-                    collect *c)
-{
-    int32_t ids[512];
-    int n = tokenize(prompt, ids, 512);
-    hp_gen_params p;
-    hp_gen_params_default(&p);
-    p.sampling.temperature = 0;
-    p.max_tokens = max_tokens;
-    collect_init(c);
-    hp_request *r;
-    hp_errbuf eb;
-    assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, c, &r, &eb), HP_OK);
-    collect_wait(c);
-    hp_request_release(r);
-}
-
 static const char *long_prefix =
     "Once upon a time, there was a little girl named Lily. She loved to "
     "play outside in the park. One day, she saw a big, red ball. She "
@@ -393,22 +387,11 @@ static void engine_preemption_same_output(void **state)
     /* each request needs about 5 blocks by its end; 10 fit two */
     hp_engine *e = engine_new_kv(4, 64, 16, 10, true);
     hp_request *r[4];
-    for (int i = 0; i < 4; i++) {
-        int32_t ids[256];
-        int n = tokenize(prompts[i], ids, 256);
-        hp_gen_params p;
-        hp_gen_params_default(&p);
-        p.sampling.temperature = 0;
-        p.max_tokens = 60;
-        collect_init(&got[i]);
-        hp_errbuf eb;
-        assert_int_equal(hp_engine_submit(e, ids, n, &p, on_ev, &got[i], &r[i], &eb), HP_OK);
-    }
+    for (int i = 0; i < 4; i++)
+        r[i] = submit_greedy(e, prompts[i], 60, &got[i]);
     for (int i = 0; i < 4; i++) {
         collect_wait(&got[i]);
-        assert_false(got[i].failed);
-        assert_int_equal(got[i].len[0], want[i].len[0]);
-        assert_memory_equal(got[i].text[0], want[i].text[0], want[i].len[0]);
+        expect_same_text(&got[i], &want[i]);
         hp_request_release(r[i]);
     }
     hp_engine_stats st;
