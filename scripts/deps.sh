@@ -11,6 +11,7 @@ PKGS=(
   libjansson-dev          # JSON
   libyaml-dev             # config
   libsqlite3-dev          # ledger, keys
+  libssl-dev              # SHA-256 and random bytes for key hashes (libcrypto)
   libpcre2-dev            # tokenizer pre-splitting, guardrails
   libutf8proc-dev         # Unicode normalization
   libcmocka-dev           # unit tests
