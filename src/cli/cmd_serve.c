@@ -13,6 +13,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/serve_gateway.h"
 #include "engine/engine.h"
 #include "engine/jinja.h"
 #include "measure/metrics.h"
@@ -26,12 +27,17 @@
 static void serve_usage(FILE *f)
 {
     fprintf(f,
-        "usage: hotpath serve -m MODEL [options]\n\n"
+        "usage: hotpath serve -m MODEL [options]\n"
+        "       hotpath serve --config FILE [--host HOST] [--port N]\n\n"
         "Serve MODEL over an OpenAI-compatible HTTP API:\n"
         "  POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
         "  GET /health, GET /metrics (Prometheus; the /v1 prefix is optional).\n\n"
         "options:\n"
-        "  -m, --model PATH        GGUF model file or Hugging Face folder (required)\n"
+        "  -m, --model PATH        GGUF model file or Hugging Face folder (required\n"
+        "                          unless --config)\n"
+        "      --config FILE       run the hybrid gateway of this YAML file: routes\n"
+        "                          over local models, runtimes and labs, keys,\n"
+        "                          budgets and a response cache (docs/CONFIG.md)\n"
         "      --quantize TYPE     q8_0 or q4_0: quantize a Hugging Face folder's\n"
         "                          matrices at load\n"
         "      --host HOST         address to bind (default 127.0.0.1)\n"
@@ -97,7 +103,8 @@ static int use_chat_template(hp_model *m, const char *model_path,
 int hp_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
-           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT, O_TMPL };
+           O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT, O_TMPL,
+           O_CONFIG };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"host", required_argument, NULL, O_HOST},
@@ -114,10 +121,12 @@ int hp_cmd_serve(int argc, char **argv)
         {"no-prefix-cache", no_argument, NULL, O_NOPREFIX},
         {"quantize", required_argument, NULL, O_QUANT},
         {"chat-template", required_argument, NULL, O_TMPL},
+        {"config", required_argument, NULL, O_CONFIG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model_path = NULL, *tmpl_path = NULL;
+    const char *model_path = NULL, *tmpl_path = NULL, *config_path = NULL;
+    bool host_set = false, port_set = false, other_set = false;
     hp_server_opts so;
     hp_server_opts_default(&so);
     long ctx = 0, threads = 0, parallel = 0, maxq = -1, v = 0;
@@ -179,6 +188,9 @@ int hp_cmd_serve(int argc, char **argv)
         case O_TMPL:
             tmpl_path = optarg;
             break;
+        case O_CONFIG:
+            config_path = optarg;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -193,6 +205,29 @@ int hp_cmd_serve(int argc, char **argv)
                     optarg, hp_arg_name(opts, c));
             return 2;
         }
+        if (c == O_HOST)
+            host_set = true;
+        else if (c == O_PORT)
+            port_set = true;
+        else if (c != O_CONFIG && c != O_MAXBODY)
+            other_set = true;
+    }
+    if (config_path) {
+        if (optind < argc) {
+            fprintf(stderr, "hotpath serve: unexpected argument '%s'\n",
+                    argv[optind]);
+            return 2;
+        }
+        if (other_set) {
+            /* model options belong in the config's models section */
+            fprintf(stderr, "hotpath serve: with --config only --host, --port "
+                    "and --max-body may be given; put model options in the "
+                    "config's `models` section\n");
+            return 2;
+        }
+        return hp_serve_gateway(config_path, host_set ? so.host : NULL,
+                                port_set ? so.port : -1,
+                                so.max_body != (8u << 20) ? so.max_body : 0);
     }
     if (optind < argc) {
         fprintf(stderr, "hotpath serve: unexpected argument '%s'\n",

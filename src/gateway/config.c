@@ -779,13 +779,46 @@ static hp_err parse_cache(ctx *x, yaml_node_t *n)
     return e;
 }
 
+static hp_err get_bool(ctx *x, yaml_node_t *v, const char *key, bool *out)
+{
+    const char *t = v->type == YAML_SCALAR_NODE ? sval(v) : NULL;
+    if (t && (!strcmp(t, "true") || !strcmp(t, "yes") || !strcmp(t, "on"))) {
+        *out = true;
+        return HP_OK;
+    }
+    if (t && (!strcmp(t, "false") || !strcmp(t, "no") || !strcmp(t, "off"))) {
+        *out = false;
+        return HP_OK;
+    }
+    return fail(x, v, key, HP_ERR_FORMAT, "expected true or false, got %s",
+                t ? t : type_name(v));
+}
+
+static hp_err parse_auth(ctx *x, yaml_node_t *n)
+{
+    static const char *const keys[] = {"require_keys", "admin_key_env", NULL};
+    hp_err e = check_map(x, n, "auth", keys);
+    yaml_node_t *v = map_get(x, n, "require_keys");
+    if (!e && v)
+        e = get_bool(x, v, "auth.require_keys", &x->c->require_keys);
+    v = map_get(x, n, "admin_key_env");
+    if (!e && v) {
+        e = get_str(x, v, "auth.admin_key_env", &x->c->admin_key_env);
+        if (!e && !env_name_ok(x->c->admin_key_env))
+            e = fail(x, v, "auth.admin_key_env", HP_ERR_FORMAT,
+                     "'%s' is not an environment variable name",
+                     x->c->admin_key_env);
+    }
+    return e;
+}
+
 /* The root: sections are fetched by name and read in dependency order
  * (models and upstreams before the routes that name them). */
 static hp_err parse_root(ctx *x, yaml_node_t *root)
 {
     static const char *const keys[] = {
         "listen", "models", "upstreams", "routes", "prices",
-        "runtime_cost_per_hour", "database", "cache", NULL};
+        "runtime_cost_per_hour", "database", "cache", "auth", NULL};
     hp_err e = check_map(x, root, "", keys);
     yaml_node_t *v;
     v = map_get(x, root, "listen");
@@ -818,6 +851,9 @@ static hp_err parse_root(ctx *x, yaml_node_t *root)
     v = map_get(x, root, "cache");
     if (!e && v)
         e = parse_cache(x, v);
+    v = map_get(x, root, "auth");
+    if (!e && v && !is_null(v))
+        e = parse_auth(x, v);
     return e;
 }
 
@@ -849,6 +885,7 @@ hp_err hp_gwconf_parse(const char *name, const char *text, size_t len,
     c->listen_host = HP_GWCONF_DEFAULT_HOST;
     c->listen_port = HP_GWCONF_DEFAULT_PORT;
     c->cache_ttl_s = HP_GWCONF_DEFAULT_CACHE_TTL_S;
+    c->admin_key_env = HP_GWCONF_DEFAULT_ADMIN_KEY_ENV;
 
     if (!yaml_parser_initialize(&parser)) {
         e = hp_errf(eb, HP_ERR_NOMEM, "%s: out of memory", name);

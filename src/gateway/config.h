@@ -26,6 +26,7 @@
 #define HP_GWCONF_DEFAULT_CIRCUIT_FAILURES 5
 #define HP_GWCONF_DEFAULT_CIRCUIT_COOLDOWN_MS 30000
 #define HP_GWCONF_DEFAULT_CACHE_TTL_S 300
+#define HP_GWCONF_DEFAULT_ADMIN_KEY_ENV "HOTPATH_ADMIN_KEY"
 /* Config files are small; a bound keeps a wrong path (a model file, a
  * device) from being slurped into libyaml. */
 #define HP_GWCONF_MAX_FILE_BYTES (4u << 20)
@@ -114,6 +115,9 @@ typedef struct hp_gwconf {
     const char *database;      /* arena; NULL = default in the data dir */
     uint32_t cache_max_mb;     /* 0 = response cache off */
     int64_t cache_ttl_s;
+    bool require_keys;         /* auth.require_keys: clients need a key */
+    const char *admin_key_env; /* auth.admin_key_env: env var holding the
+                                  admin key for /admin/ endpoints */
     struct hp_arena *_arena;   /* owns every string and array above */
 } hp_gwconf;
 

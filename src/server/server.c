@@ -92,6 +92,7 @@ struct hp_server {
     sreq *reqs;                 /* in-flight requests (loop thread only) */
     int n_reqs;
     bool stopping;
+    bool no_signals;            /* the embedding process owns SIGINT/TERM */
 };
 
 /* One engine event, copied off the scheduler thread. */
@@ -979,6 +980,7 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
     srv->timeout_s = o->timeout_s > 0 ? o->timeout_s : 600;
     srv->created = (long long)time(NULL);
     srv->metrics = o->metrics;
+    srv->no_signals = o->no_signals != 0;
     hp_err err = HP_ERR_NOMEM;
     if (!srv->model_name || !srv->host)
         goto fail;
@@ -1074,8 +1076,10 @@ hp_err hp_server_run(hp_server *s, hp_errbuf *eb)
 {
     /* a client closing mid-write must not kill the process */
     signal(SIGPIPE, SIG_IGN);
-    evsignal_add(s->sig_int, NULL);
-    evsignal_add(s->sig_term, NULL);
+    if (!s->no_signals) {
+        evsignal_add(s->sig_int, NULL);
+        evsignal_add(s->sig_term, NULL);
+    }
     if (event_base_dispatch(s->base) < 0)
         return hp_errf(eb, HP_ERR_INTERNAL, "event loop failed");
     /* a stop that arrived without a signal event, e.g. a loop error */

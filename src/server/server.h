@@ -25,6 +25,9 @@ typedef struct hp_server_opts {
     int timeout_s;          /* connection read/write timeout; default 600 */
     struct hp_metrics *metrics; /* borrows: served at GET /metrics and fed
                                    HTTP statuses; NULL disables both */
+    int no_signals;         /* non-zero: do not stop on SIGINT/SIGTERM (an
+                               embedding process, e.g. the gateway, owns
+                               them and calls hp_server_stop) */
 } hp_server_opts;
 
 void hp_server_opts_default(hp_server_opts *o);
