@@ -19,6 +19,7 @@ static const subcmd cmds[] = {
     {"synth", hp_cmd_synth, "write a random-weight llama GGUF of a given shape"},
     {"chat-template", hp_cmd_chat_template, "print the prompt a model's chat template renders"},
     {"config", hp_cmd_config, "validate a gateway config file (config check FILE)"},
+    {"keys", hp_cmd_keys, "create, list and revoke the gateway's virtual API keys"},
 };
 
 static void usage(FILE *f)

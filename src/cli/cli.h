@@ -13,5 +13,7 @@ int hp_cmd_synth(int argc, char **argv);
 int hp_cmd_chat_template(int argc, char **argv);
 /* `hotpath config check FILE`: validate a gateway config (cmd_config.c). */
 int hp_cmd_config(int argc, char **argv);
+/* `hotpath keys create|list|revoke`: manage virtual API keys (cmd_keys.c). */
+int hp_cmd_keys(int argc, char **argv);
 
 #endif

@@ -312,6 +312,8 @@ done:
 hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
 {
     hp_err e;
+    if (!out)
+        return hp_errf(eb, HP_ERR_INVALID, "keys: NULL argument");
     *out = NULL;
     if (!path || !path[0])
         return hp_errf(eb, HP_ERR_INVALID, "keys: empty database path");
@@ -561,6 +563,8 @@ static int routes_to_json(const char *routes, json_t *arr)
 
 hp_err hp_keys_list(hp_keys *k, json_t **out, hp_errbuf *eb)
 {
+    if (!k || !out)
+        return hp_errf(eb, HP_ERR_INVALID, "keys: NULL argument");
     *out = NULL;
     json_t *arr = json_array();
     if (!arr)
@@ -615,6 +619,8 @@ hp_err hp_keys_list(hp_keys *k, json_t **out, hp_errbuf *eb)
 
 hp_err hp_keys_revoke(hp_keys *k, const char *id, hp_errbuf *eb)
 {
+    if (!k)
+        return hp_errf(eb, HP_ERR_INVALID, "keys: NULL argument");
     if (!id || !id_valid(id, strlen(id)))
         return hp_errf(eb, HP_ERR_NOT_FOUND, "no key with that id");
     sqlite3_stmt *st = k->st_revoke;
@@ -645,6 +651,8 @@ hp_err hp_keys_lookup(hp_keys *k, const char *secret, hp_key_info *out,
     /* One message for every refusal so a caller cannot tell which. */
     static const char nf[] = "unknown, revoked or malformed key";
     static const unsigned char dummy_salt[SALT_LEN];
+    if (!k || !out)
+        return hp_errf(eb, HP_ERR_INVALID, "keys: NULL argument");
     size_t n = secret ? strnlen(secret, SECRET_LEN + 1) : 0;
     if (n != SECRET_LEN || memcmp(secret, "hp-", 3) != 0 ||
         !id_valid(secret + 3, 1 + ID_HEX) || secret[4 + ID_HEX] != '.')
