@@ -82,6 +82,7 @@ void hp_gw_req_free(gwreq *r)
     if (r->sse_on)
         hp_sse_free(&r->sse);
     hp_chunk_asm_free(&r->casm);
+    json_decref(r->reply);
     if (r->keyed && r->resv.active)
         hp_keys_settle(g->keys, &r->resv, 0, 0, hp_gw_now_ms() / 1e3);
     for (int i = r->pi; i < r->plan.n; i++)

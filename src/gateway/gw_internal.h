@@ -77,6 +77,7 @@ struct gwreq {
     bool sse_on;
     hp_anth_stream as;
     hp_chunk_asm casm;
+    json_t *reply;               /* owns: the non-streamed reply, once sent */
     bool started;                /* the client got its status line */
     bool done_seen;              /* the upstream stream ended properly */
     bool finished;

@@ -87,7 +87,8 @@ void hp_gw_account(gwreq *r, int status, bool cache_hit)
     bool estimated = false;
     if (!r->have_usage && !cache_hit && status == 200) {
         /* the upstream said nothing: count with our own tokenizer */
-        json_t *obj = hp_chunk_asm_result(&r->casm);
+        json_t *obj = r->reply ? json_incref(r->reply)
+                               : hp_chunk_asm_result(&r->casm);
         r->prompt = r->est_prompt;
         r->completion = obj ? completion_estimate(g, obj) : r->n_tokens_sent;
         r->cached = 0;
@@ -577,10 +578,7 @@ static void buffered_done(gwreq *r)
                           (int64_t)hp_gw_now_ms());
     }
     free(s);
-    /* so the estimated count sees the same text a stream would have */
-    hp_chunk_asm_free(&r->casm);
-    r->casm.obj = obj;
-    r->casm.chat = r->chat;
+    r->reply = obj; /* the estimated count reads the text from here */
     finish(r, 200);
 }
 
