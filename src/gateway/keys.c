@@ -238,7 +238,8 @@ static hp_err schema(hp_keys *k, hp_errbuf *eb)
     if (rc != SQLITE_OK)
         return db_err(k, eb, "begin");
     rc = sqlite3_prepare_v2(k->db,
-        "SELECT (SELECT count(*) FROM sqlite_master),"
+        "SELECT (SELECT count(*) FROM sqlite_master"
+        "  WHERE tbl_name NOT IN ('meta', 'requests')),"
         " (SELECT count(*) FROM sqlite_master WHERE type='table' AND"
         "  name='meta')", -1, &st, NULL);
     if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
@@ -246,6 +247,8 @@ static hp_err schema(hp_keys *k, hp_errbuf *eb)
                     k->path, sqlite3_errmsg(k->db));
         goto done;
     }
+    /* Objects other than meta and the gateway ledger's `requests` table
+     * (ledger.c, which may have opened the file first). */
     int64_t n_objects = sqlite3_column_int64(st, 0);
     int64_t has_meta = sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
