@@ -140,13 +140,15 @@ static void create_key(hp_gw *g, struct evhttp_request *req)
     char secret[HP_KEY_SECRET_MAX], id[HP_KEY_ID_MAX];
     hp_errbuf eb;
     hp_err e = hp_keys_create(g->keys, &spec, secret, id, &eb);
-    json_decref(b);
     if (e) {
+        json_decref(b);
         err(req, e == HP_ERR_INVALID ? 400 : 503, NULL, NULL, eb.msg);
         return;
     }
+    /* spec.name borrows from b: release b only after the reply is packed */
     json_t *o = json_pack("{s:s, s:s, s:s?}", "id", id, "secret", secret,
                           "name", spec.name);
+    json_decref(b);
     OPENSSL_cleanse(secret, sizeof secret);
     send_obj(req, 201, o);
 }
