@@ -736,6 +736,7 @@ int hp_gw_port(const hp_gw *g)
 hp_err hp_gw_run(hp_gw *g, hp_errbuf *eb)
 {
     (void)eb;
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is not fatal */
     evsignal_add(g->sig_int, NULL);
     evsignal_add(g->sig_term, NULL);
     struct timeval fl = {0, FLUSH_MS * 1000};

@@ -87,6 +87,7 @@ struct hp_upc {
     sockev *socks;
     size_t active;             /* what hp_upc_active reports */
     int depth;                 /* our event handlers on the stack */
+    char noproxy[1024];        /* loopback + $no_proxy: see hp_upc_new */
 };
 
 const char *hp_up_end_name(hp_up_end e)
@@ -557,6 +558,14 @@ hp_err hp_upc_new(struct event_base *base, hp_upc **out, hp_errbuf *eb)
     if (!c)
         return hp_errf(eb, HP_ERR_NOMEM, "upstream: out of memory");
     c->base = base;
+    /* An http_proxy in the environment applies to labs, but loopback
+     * targets (local models, sidecars) must never go through it. curl's
+     * CURLOPT_NOPROXY replaces $no_proxy, so keep the user's list too. */
+    const char *np = getenv("no_proxy");
+    if (!np || !*np)
+        np = getenv("NO_PROXY");
+    snprintf(c->noproxy, sizeof c->noproxy, "localhost,127.0.0.1,::1%s%.900s",
+             np && *np ? "," : "", np && *np ? np : "");
     c->multi = curl_multi_init();
     if (!c->multi)
         goto fail;
@@ -638,6 +647,7 @@ static hp_err setup(hp_upreq *r, const hp_up_opts *o, const char *method)
     rc |= curl_easy_setopt(e, CURLOPT_URL, o->url);
     rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     rc |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    rc |= curl_easy_setopt(e, CURLOPT_NOPROXY, r->c->noproxy);
     rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                            (long)CURL_HTTP_VERSION_1_1);
     rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
