@@ -72,6 +72,7 @@ struct gwreq {
     struct event *retry_ev;      /* owns */
     hp_gwconf_kind kind;         /* of the current target */
     int up_status;
+    int up_retry_after;          /* the upstream's Retry-After, seconds */
     struct evbuffer *ubody;      /* owns: buffered upstream body */
     hp_sse sse;
     bool sse_on;

@@ -346,6 +346,7 @@ static void attempt_failed(gwreq *r, fkind k, int status, const char *reason,
     r->last_body = body;
     r->last_body_len = body_len;
     r->last_status = status;
+    r->last_retry_after = k == F_STATUS ? r->up_retry_after : 0;
     snprintf(r->last_reason, sizeof r->last_reason, "%.30s", reason);
     snprintf(r->last_detail, sizeof r->last_detail, "%.150s", detail);
     bool eligible = k == F_STATUS    ? code_listed(rt, status)
@@ -463,9 +464,9 @@ static int on_event(const char *event, const char *data, size_t len, void *ud)
 
 static void on_status(hp_upreq *u, int status, const char *ctype, void *ud)
 {
-    (void)u;
     gwreq *r = ud;
     r->up_status = status;
+    r->up_retry_after = hp_upreq_retry_after(u);
     if (status == 200 && r->stream && (!ctype || strstr(ctype,
                                                         "event-stream"))) {
         hp_sse_init(&r->sse, on_event, r);
@@ -687,6 +688,7 @@ static void start_attempt(gwreq *r)
     const hp_gwconf_target *t = r->plan.t[r->pi];
     hp_target_name(c, t, r->target, sizeof r->target);
     r->up_status = 0;
+    r->up_retry_after = 0;
     if (r->ubody)
         evbuffer_drain(r->ubody, evbuffer_get_length(r->ubody));
     if (r->sse_on) {
@@ -697,7 +699,6 @@ static void start_attempt(gwreq *r)
     hp_chunk_asm_init(&r->casm);
     r->have_usage = false;
     r->done_seen = false;
-    r->last_retry_after = 0;
     const hp_gwconf_upstream *up = t->upstream >= 0 ? &c->upstreams[t->upstream]
                                                     : NULL;
     r->kind = up ? up->kind : HP_GWCONF_OPENAI;

@@ -62,6 +62,7 @@ struct hp_upreq {
     int status_sent;
     int got_byte;
     int timer_on;
+    int retry_after;           /* seconds from a Retry-After header; 0 none */
     int64_t t_start, t_last, t_armed; /* monotonic microseconds */
     int64_t first_us, idle_us, total_us; /* 0 = none */
     hp_upreq *prev, *next;     /* c->live (all non-free) or c->spare */
@@ -89,6 +90,11 @@ struct hp_upc {
     int depth;                 /* our event handlers on the stack */
     char noproxy[1024];        /* loopback + $no_proxy: see hp_upc_new */
 };
+
+int hp_upreq_retry_after(const hp_upreq *r)
+{
+    return r ? r->retry_after : 0;
+}
 
 const char *hp_up_end_name(hp_up_end e)
 {
@@ -397,6 +403,14 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud)
         return 0; /* abort: CURLE_WRITE_ERROR */
     int blank = (len == 2 && p[0] == '\r' && p[1] == '\n') ||
                 (len == 1 && p[0] == '\n');
+    /* Retry-After in seconds (the HTTP-date form is rare from APIs and
+     * is ignored); the status line of each response resets it */
+    if (len > 12 && !strncasecmp(p, "Retry-After:", 12)) {
+        long v = strtol(p + 12, NULL, 10);
+        r->retry_after = v > 0 && v < 86400 ? (int)v : 0;
+    } else if (len > 5 && !strncmp(p, "HTTP/", 5)) {
+        r->retry_after = 0;
+    }
     if (blank && !r->status_sent) {
         long code = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);

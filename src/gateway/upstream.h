@@ -91,6 +91,10 @@ hp_err hp_upc_start(hp_upc *c, const hp_up_opts *o, const hp_up_cbs *cb,
  * of r's own callbacks, as soon as that callback returns. */
 void hp_upreq_cancel(hp_upreq *r);
 
+/* The response's Retry-After header in seconds (0 when absent or not a
+ * number of seconds). Valid from on_status until on_done returns. */
+int hp_upreq_retry_after(const hp_upreq *r);
+
 /* Transfers in progress (for tests and metrics). */
 size_t hp_upc_active(const hp_upc *c);
 
