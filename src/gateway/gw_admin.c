@@ -62,18 +62,25 @@ static bool admin_ok(hp_gw *g, struct evhttp_request *req)
     return true;
 }
 
-static hp_err num_field(const json_t *b, const char *name, double lo,
-                        double dflt, double *out, char *msg, size_t n)
+/* Read an optional numeric field into *out (dflt when absent or null).
+ * Integer fields must be JSON integers: the value is converted to an int
+ * type later, and converting an out-of-range double is undefined. */
+static hp_err num_field(const json_t *b, const char *name, bool integer,
+                        double lo, double hi, double dflt, double *out,
+                        char *msg, size_t n)
 {
     const json_t *v = json_object_get(b, name);
     *out = dflt;
     if (!v || json_is_null(v))
         return HP_OK;
-    if (!json_is_number(v) || json_number_value(v) < lo) {
-        snprintf(msg, n, "'%s' must be a number >= %g", name, lo);
+    bool type_ok = integer ? json_is_integer(v) : json_is_number(v);
+    double x = type_ok ? json_number_value(v) : 0;
+    if (!type_ok || !(x >= lo && x <= hi)) {
+        snprintf(msg, n, "'%s' must be %s from %g to %g", name,
+                 integer ? "an integer" : "a number", lo, hi);
         return HP_ERR_INVALID;
     }
-    *out = json_number_value(v);
+    *out = x;
     return HP_OK;
 }
 
@@ -90,17 +97,45 @@ static void create_key(hp_gw *g, struct evhttp_request *req)
         return;
     }
     char msg[200] = "";
-    double usd, tok, rpm, tpm;
+    /* an unknown field is refused, as in the config: a misspelt
+     * "budget" must not create a key without a budget */
+    static const char *const known[] = {"name", "budget_usd", "budget_tokens",
+                                        "rpm", "tpm", "routes", NULL};
+    const char *fk;
+    json_t *fv;
+    json_object_foreach(b, fk, fv) {
+        size_t j = 0;
+        while (known[j] && strcmp(known[j], fk))
+            j++;
+        if (!known[j]) {
+            snprintf(msg, sizeof msg, "'%.60s' is not a key field (known: "
+                     "name, budget_usd, budget_tokens, rpm, tpm, routes)", fk);
+            err(req, 400, fk, "unknown_parameter", msg);
+            json_decref(b);
+            return;
+        }
+    }
+    /* integer fields are bounded so the casts below are defined */
+    static const struct {
+        const char *name;
+        bool integer;
+        double hi, dflt;
+    } nums[4] = {{"budget_usd", false, 1e9, -1},
+                 {"budget_tokens", true, 1e15, -1},
+                 {"rpm", true, 1e9, 0},
+                 {"tpm", true, 1e15, 0}};
+    double val[4];
+    for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++) {
+        if (num_field(b, nums[j].name, nums[j].integer, 0, nums[j].hi,
+                      nums[j].dflt, &val[j], msg, sizeof msg)) {
+            err(req, 400, nums[j].name, "invalid_value", msg);
+            json_decref(b);
+            return;
+        }
+    }
+    double usd = val[0], tok = val[1], rpm = val[2], tpm = val[3];
     const json_t *nm = json_object_get(b, "name");
     const json_t *routes = json_object_get(b, "routes");
-    if (num_field(b, "budget_usd", 0, -1, &usd, msg, sizeof msg) ||
-        num_field(b, "budget_tokens", 0, -1, &tok, msg, sizeof msg) ||
-        num_field(b, "rpm", 0, 0, &rpm, msg, sizeof msg) ||
-        num_field(b, "tpm", 0, 0, &tpm, msg, sizeof msg)) {
-        json_decref(b);
-        err(req, 400, NULL, "invalid_value", msg);
-        return;
-    }
     if (nm && !json_is_string(nm) && !json_is_null(nm)) {
         json_decref(b);
         err(req, 400, "name", "invalid_type", "'name' must be a string");
