@@ -215,6 +215,9 @@ static void stream_start(gwreq *r)
     evhttp_add_header(h, "Cache-Control", "no-cache");
     add_common_headers(r);
     evhttp_send_reply_start(r->req, 200, "OK");
+    /* chunks held back before the commit (see forward_chunk) go first */
+    if (r->ubody && evbuffer_get_length(r->ubody))
+        evhttp_send_reply_chunk(r->req, r->ubody);
 }
 
 static void stream_end(gwreq *r, bool done)
@@ -259,7 +262,6 @@ static void stream_fail(gwreq *r, const char *reason, const char *detail)
 static void forward_chunk(gwreq *r, const json_t *ch, const char *raw,
                           size_t raw_len)
 {
-    stream_start(r);
     /* time to first token and inter-token latency count chunks that carry
      * generated text or tool calls, not the role or usage chunks */
     const json_t *c0 = json_array_get(json_object_get(ch, "choices"), 0);
@@ -268,6 +270,27 @@ static void forward_chunk(gwreq *r, const json_t *ch, const char *raw,
                           : json_object_get(c0, "text");
     bool token = (json_is_string(txt) && json_string_length(txt)) ||
                  json_object_get(d, "tool_calls");
+    /* Commit to this target only at its first token (or finish/usage):
+     * the role preamble is held back, so an upstream that sends it and
+     * then cuts, stalls or garbles still falls back. In SSE mode ubody is
+     * unused, so it holds those chunks (drained by each new attempt);
+     * past 64 KiB of them the stream commits anyway. */
+    const json_t *fr = json_object_get(c0, "finish_reason");
+    if (!r->started && !token && !(fr && !json_is_null(fr)) &&
+        !json_is_object(json_object_get(ch, "usage")) &&
+        (!r->ubody || evbuffer_get_length(r->ubody) < 65536)) {
+        char *h = raw ? NULL : json_dumps(ch, JSON_COMPACT);
+        if (!r->ubody)
+            r->ubody = evbuffer_new();
+        if (r->ubody && (raw || h)) {
+            evbuffer_add(r->ubody, "data: ", 6);
+            evbuffer_add(r->ubody, raw ? raw : h, raw ? raw_len : strlen(h));
+            evbuffer_add(r->ubody, "\n\n", 2);
+        }
+        free(h);
+        return;
+    }
+    stream_start(r);
     if (token) {
         double now = hp_gw_now_ms();
         if (r->t_first <= 0)
