@@ -137,6 +137,7 @@ export async function startMock(args = []) {
     base,
     v1: `${base}/v1`,
     stderr: s.stderr,
+    stdout: s.stdout,
     stats: () => getJSON(`${base}/mock/stats`),
     reset: () => getJSON(`${base}/mock/reset`, { method: 'POST' }),
     script: (faults) => getJSON(`${base}/mock/script`, {
@@ -187,6 +188,7 @@ export async function startGateway(cfg, { env = {}, adminKey = null, timeoutMs =
     dir,
     configPath,
     stderr: s.stderr,
+    stdout: s.stdout,
     metrics: async () => {
       const r = await fetch(`${base}/metrics`);
       return r.text();
@@ -213,7 +215,7 @@ export async function startRuntime(model = MODEL, args = []) {
   const base = `http://127.0.0.1:${port}`;
   return {
     proc: s.proc, port, base, v1: `${base}/v1`, modelName: s.match[1],
-    stderr: s.stderr, stop: () => stopProc(s.proc),
+    stderr: s.stderr, stdout: s.stdout, stop: () => stopProc(s.proc),
   };
 }
 
