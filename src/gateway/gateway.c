@@ -48,7 +48,9 @@ void hp_gw_send_json(struct evhttp_request *req, int status,
                       "application/json");
     if (b)
         evbuffer_add(b, body, len);
-    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
+    evhttp_send_reply(req, status, status == 200 ? "OK"
+                                   : status == 201 ? "Created"
+                                   : hp_http_err_reason(status), b);
     if (b)
         evbuffer_free(b);
 }
@@ -274,8 +276,31 @@ static bool serve_cached(hp_gw *g, gwreq *r)
     return true;
 }
 
+/* The client's virtual key, when the config requires one. false: answered
+ * (401). Checked before anything else, so a client without a key learns
+ * nothing, not even which routes exist. */
+static bool check_key(hp_gw *g, struct evhttp_request *req, hp_key_info *ki)
+{
+    if (!g->c->require_keys)
+        return true;
+    const char *tok = bearer(req);
+    hp_errbuf eb;
+    if (tok && hp_keys_lookup(g->keys, tok, ki, &eb) == HP_OK)
+        return true;
+    hp_http_err_send(req, 401, "invalid_request_error", NULL,
+                     "invalid_api_key", tok
+                         ? "Incorrect API key provided"
+                         : "Missing API key: send it as "
+                           "'Authorization: Bearer KEY'",
+                     "WWW-Authenticate", "Bearer");
+    return false;
+}
+
 static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
 {
+    hp_key_info ki;
+    if (!check_key(g, req, &ki))
+        return;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *raw = (const char *)evbuffer_pullup(in, -1);
@@ -369,19 +394,7 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
 
     /* a key, when the config asks for one */
     if (g->c->require_keys) {
-        const char *tok = bearer(req);
-        hp_errbuf eb;
-        if (!tok || hp_keys_lookup(g->keys, tok, &r->ki, &eb) != HP_OK) {
-            hp_http_err_send(req, 401, "invalid_request_error", NULL,
-                             "invalid_api_key", tok
-                                 ? "Incorrect API key provided"
-                                 : "Missing API key: send it as "
-                                   "'Authorization: Bearer KEY'",
-                             "WWW-Authenticate", "Bearer");
-            r->req = NULL;
-            hp_gw_req_free(r);
-            return;
-        }
+        r->ki = ki;
         if (!hp_key_allows_route(&r->ki, rt->model)) {
             char msg[300];
             snprintf(msg, sizeof msg, "This key may not use the model '%.200s'",
@@ -509,8 +522,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else if (!strcmp(p, "/models") || !strcmp(p, "/health") ||
                !strcmp(p, "/metrics")) {
         if (get) {
-            if (p[1] == 'm' && p[2] == 'o')
-                handle_models(g, req);
+            hp_key_info ki;
+            if (p[1] == 'm' && p[2] == 'o') {
+                if (check_key(g, req, &ki))
+                    handle_models(g, req);
+            }
             else if (p[1] == 'h')
                 hp_gw_send_json(req, 200, "{\"status\":\"ok\"}", 15);
             else
@@ -645,10 +661,10 @@ hp_err hp_gw_new(const hp_gwconf *c, const hp_gw_opts *o, hp_gw **out,
             continue;
         g->up_keys[i] = env_secret(env);
         if (!g->up_keys[i]) {
-            e = hp_errf(eb, HP_ERR_INVALID, "%s:%d: upstreams: '%s' needs its "
-                        "API key in the environment variable %s, which is "
-                        "not set", c->path, c->upstreams[i].line,
-                        c->upstreams[i].name, env);
+            e = hp_errf(eb, HP_ERR_INVALID, "%s:%d: upstreams[%zu].api_key_env: "
+                        "'%s' needs its API key in the environment variable "
+                        "%s, which is not set", c->path, c->upstreams[i].line,
+                        i, c->upstreams[i].name, env);
             goto fail;
         }
     }

@@ -572,7 +572,7 @@ static void buffered_done(gwreq *r)
     if (obj && r->kind == HP_GWCONF_ANTHROPIC) {
         json_t *t = NULL;
         hp_errbuf eb;
-        if (hp_anth_response(obj, r->id, r->created, r->route->model, &t,
+        if (hp_anth_response(obj, r->id, r->created, cur_target(r)->model, &t,
                              &eb) != HP_OK)
             t = NULL;
         json_decref(obj);
@@ -726,7 +726,7 @@ static void start_attempt(gwreq *r)
                                                     : NULL;
     r->kind = up ? up->kind : HP_GWCONF_OPENAI;
     if (r->kind == HP_GWCONF_ANTHROPIC)
-        hp_anth_stream_init(&r->as, r->id, r->created, r->route->model,
+        hp_anth_stream_init(&r->as, r->id, r->created, t->model,
                             r->include_usage);
     hp_errbuf eb;
     char *body = upstream_body(r, t, &eb);
@@ -808,11 +808,12 @@ void hp_gw_proxy_client_gone(gwreq *r)
     if (r->plan.n && r->pi < r->plan.n)
         hp_circuit_release(r->plan.cb[r->pi]);
     if (!r->have_usage) {
-        /* bill what was delivered: our own count of the prompt and of the
-           chunks sent */
+        /* the upstream may bill the prompt even when the client left
+           before any token: charge our own count of the prompt and of the
+           chunks sent, so a budget errs on the safe side */
         r->prompt = r->est_prompt;
         r->completion = r->n_tokens_sent;
-        r->have_usage = r->n_tokens_sent > 0;
+        r->have_usage = r->t0 > 0 && r->pi < r->plan.n;
     }
     finish(r, 499);
 }
