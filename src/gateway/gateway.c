@@ -55,6 +55,43 @@ void hp_gw_send_json(struct evhttp_request *req, int status,
         evbuffer_free(b);
 }
 
+void hp_gw_send_error_body(struct evhttp_request *req, bool anth, int status,
+                           const char *body, size_t len)
+{
+    if (!anth) {
+        hp_gw_send_json(req, status, body, len);
+        return;
+    }
+    json_t *a = hp_anth_in_error(body, len, status);
+    char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (s)
+        hp_gw_send_json(req, status, s, strlen(s));
+    else
+        hp_gw_send_json(req, status, body, len);
+    free(s);
+}
+
+void hp_gw_error(struct evhttp_request *req, bool anth, int status,
+                 const char *type, const char *param, const char *code,
+                 const char *msg, const char *extra_name,
+                 const char *extra_value)
+{
+    if (!anth) {
+        hp_http_err_send(req, status, type, param, code, msg, extra_name,
+                         extra_value);
+        return;
+    }
+    char *body = hp_http_err_json(msg, type ? type : hp_http_err_type(status),
+                                  param, code);
+    if (extra_name && extra_value)
+        evhttp_add_header(evhttp_request_get_output_headers(req), extra_name,
+                          extra_value);
+    hp_gw_send_error_body(req, true, status, body ? body : "",
+                          body ? strlen(body) : 0);
+    free(body);
+}
+
 /* ---- request records ----------------------------------------------------- */
 
 static void finish_stop(hp_gw *g)
@@ -133,9 +170,22 @@ static void err(struct evhttp_request *req, int status, const char *param,
     hp_http_err_send(req, status, NULL, param, code, msg, NULL, NULL);
 }
 
-/* The bearer token of the request, or NULL. */
+/* err() in the dialect of the endpoint (Messages API clients get
+ * Anthropic's error shape). */
+static void derr(struct evhttp_request *req, bool anth, int status,
+                 const char *param, const char *code, const char *msg)
+{
+    hp_gw_error(req, anth, status, NULL, param, code, msg, NULL, NULL);
+}
+
+/* The bearer token of the request (or, for Anthropic SDK clients, the
+ * x-api-key header), or NULL. */
 static const char *bearer(struct evhttp_request *req)
 {
+    const char *x = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                       "x-api-key");
+    if (x && *x)
+        return x;
     const char *a = evhttp_find_header(evhttp_request_get_input_headers(req),
                                        "Authorization");
     if (!a || strncasecmp(a, "Bearer ", 7) != 0)
@@ -226,11 +276,70 @@ static bool admit_key(hp_gw *g, gwreq *r, size_t body_len)
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry > 0 ? retry : 1);
     bool budget = strstr(eb.msg, "budget") != NULL;
-    hp_http_err_send(r->req, 429, budget ? "insufficient_quota" : NULL, NULL,
-                     budget ? "budget_exceeded" : "rate_limit_exceeded",
-                     e == HP_ERR_AGAIN ? eb.msg : "key limits unavailable",
-                     "Retry-After", ra);
+    hp_gw_error(r->req, r->anth_in, 429, budget ? "insufficient_quota" : NULL,
+                NULL, budget ? "budget_exceeded" : "rate_limit_exceeded",
+                e == HP_ERR_AGAIN ? eb.msg : "key limits unavailable",
+                "Retry-After", ra);
     return false;
+}
+
+static void buf_write(const char *t, size_t n, void *ud)
+{
+    evbuffer_add(ud, t, n);
+}
+
+static int replay_event(const char *event, const char *data, size_t len,
+                        void *ud)
+{
+    (void)event;
+    gwreq *r = ud;
+    json_t *ch = len == 6 && !memcmp(data, "[DONE]", 6)
+                     ? NULL : json_loadb(data, len, 0, NULL);
+    hp_errbuf eb;
+    if (ch)
+        hp_anth_out_chunk(&r->aout, ch, buf_write, r->ubody, &eb);
+    json_decref(ch);
+    return 0;
+}
+
+/* A cache hit for a Messages client: the stored OpenAI completion as a
+ * Messages object, or replayed through the stream translator. */
+static bool serve_cached_anth(gwreq *r, const char *hit, size_t len)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    if (!r->stream) {
+        json_t *obj = json_loadb(hit, len, 0, NULL), *a = NULL;
+        hp_errbuf eb;
+        if (!obj || hp_anth_in_response(obj, r->route->model, &a, &eb)) {
+            json_decref(obj);
+            return false;
+        }
+        json_decref(obj);
+        char *s = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        if (!s)
+            return false;
+        hp_gw_send_json(r->req, 200, s, strlen(s));
+        free(s);
+        return true;
+    }
+    size_t n = 0;
+    char *sse = hp_rcache_replay_sse(hit, len, true, &n);
+    r->ubody = sse ? evbuffer_new() : NULL;
+    if (!r->ubody) {
+        free(sse);
+        return false;
+    }
+    hp_sse p;
+    hp_sse_init(&p, replay_event, r);
+    hp_sse_feed(&p, sse, n);
+    hp_sse_free(&p);
+    free(sse);
+    hp_anth_out_finish(&r->aout, buf_write, r->ubody);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply(r->req, 200, "OK", r->ubody);
+    return true;
 }
 
 /* Serve a cache hit; true when answered. */
@@ -254,7 +363,10 @@ static bool serve_cached(hp_gw *g, gwreq *r)
     r->have_usage = true;
     json_decref(obj);
     snprintf(r->target, sizeof r->target, "cache");
-    if (r->stream) {
+    if (r->anth_in) {
+        if (!serve_cached_anth(r, hit, len))
+            return false;
+    } else if (r->stream) {
         size_t n = 0;
         char *sse = hp_rcache_replay_sse(hit, len, r->include_usage, &n);
         if (!sse)
@@ -279,7 +391,8 @@ static bool serve_cached(hp_gw *g, gwreq *r)
 /* The client's virtual key, when the config requires one. false: answered
  * (401). Checked before anything else, so a client without a key learns
  * nothing, not even which routes exist. */
-static bool check_key(hp_gw *g, struct evhttp_request *req, hp_key_info *ki)
+static bool check_key(hp_gw *g, struct evhttp_request *req, bool anth,
+                      hp_key_info *ki)
 {
     if (!g->c->require_keys)
         return true;
@@ -287,19 +400,21 @@ static bool check_key(hp_gw *g, struct evhttp_request *req, hp_key_info *ki)
     hp_errbuf eb;
     if (tok && hp_keys_lookup(g->keys, tok, ki, &eb) == HP_OK)
         return true;
-    hp_http_err_send(req, 401, "invalid_request_error", NULL,
-                     "invalid_api_key", tok
-                         ? "Incorrect API key provided"
-                         : "Missing API key: send it as "
-                           "'Authorization: Bearer KEY'",
-                     "WWW-Authenticate", "Bearer");
+    hp_gw_error(req, anth, 401, "invalid_request_error", NULL,
+                "invalid_api_key", tok ? "Incorrect API key provided"
+                                       : "Missing API key: send it as "
+                                         "'Authorization: Bearer KEY'",
+                "WWW-Authenticate", "Bearer");
     return false;
 }
 
-static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
+/* kind: 0 /v1/completions, 1 /v1/chat/completions, 2 /v1/messages (the
+ * Anthropic Messages API, turned into a chat request at the door). */
+static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
 {
+    bool anth = kind == 2, chat = kind != 0;
     hp_key_info ki;
-    if (!check_key(g, req, &ki))
+    if (!check_key(g, req, anth, &ki))
         return;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -315,31 +430,42 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
                      "your request: %s (line %d, column %d)", je.text,
                      je.line, je.column);
         json_decref(body);
-        err(req, 400, NULL, "invalid_json", msg);
+        derr(req, anth, 400, NULL, "invalid_json", msg);
         return;
+    }
+    if (anth) {
+        json_t *oai = NULL;
+        hp_errbuf eb;
+        if (hp_anth_in_request(body, &oai, &eb) != HP_OK) {
+            json_decref(body);
+            derr(req, true, 400, NULL, "invalid_request", eb.msg);
+            return;
+        }
+        json_decref(body);
+        body = oai;
     }
     const json_t *model = json_object_get(body, "model");
     if (!json_is_string(model) || !json_string_length(model)) {
         json_decref(body);
-        err(req, 400, "model", "missing_model",
+        derr(req, anth, 400, "model", "missing_model",
             "'model' is required: the name of a route (see GET /v1/models)");
         return;
     }
     const json_t *st = json_object_get(body, "stream");
     if (st && !json_is_boolean(st) && !json_is_null(st)) {
         json_decref(body);
-        err(req, 400, "stream", "invalid_type", "'stream' must be a boolean");
+        derr(req, anth, 400, "stream", "invalid_type", "'stream' must be a boolean");
         return;
     }
     if (chat && !json_is_array(json_object_get(body, "messages"))) {
         json_decref(body);
-        err(req, 400, "messages", "invalid_type",
+        derr(req, anth, 400, "messages", "invalid_type",
             "'messages' is required and must be an array");
         return;
     }
     if (!chat && !json_object_get(body, "prompt")) {
         json_decref(body);
-        err(req, 400, "prompt", "missing_prompt", "'prompt' is required");
+        derr(req, anth, 400, "prompt", "missing_prompt", "'prompt' is required");
         return;
     }
     const json_t *mt = json_object_get(body, "max_completion_tokens");
@@ -348,7 +474,7 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
     if (mt && !json_is_null(mt) &&
         (!json_is_integer(mt) || json_integer_value(mt) < 1)) {
         json_decref(body);
-        err(req, 400, json_object_get(body, "max_completion_tokens")
+        derr(req, anth, 400, json_object_get(body, "max_completion_tokens")
                           ? "max_completion_tokens" : "max_tokens",
             "invalid_value", "max_tokens must be a positive integer");
         return;
@@ -361,20 +487,21 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
                  "names no route (see GET /v1/models)",
                  json_string_value(model));
         json_decref(body);
-        err(req, 404, "model", "model_not_found", msg);
+        derr(req, anth, 404, "model", "model_not_found", msg);
         return;
     }
 
     gwreq *r = calloc(1, sizeof *r);
     if (!r) {
         json_decref(body);
-        err(req, 503, NULL, NULL, "out of memory");
+        derr(req, anth, 503, NULL, NULL, "out of memory");
         return;
     }
     r->gw = g;
     r->req = req;
     r->body = body;
     r->chat = chat;
+    r->anth_in = anth;
     r->route = rt;
     r->stream = json_is_true(st);
     r->include_usage = r->stream && json_is_true(json_object_get(
@@ -385,6 +512,8 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
     snprintf(r->id, sizeof r->id, "chatcmpl-hp%llx%06llx",
              (unsigned long long)time(NULL), (unsigned long long)++g->next_id);
     hp_chunk_asm_init(&r->casm);
+    if (anth) /* the client's own model name goes back in the replies */
+        hp_anth_out_init(&r->aout, NULL, rt->model);
     r->next = g->reqs;
     if (g->reqs)
         g->reqs->prev = r;
@@ -399,8 +528,8 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, bool chat)
             char msg[300];
             snprintf(msg, sizeof msg, "This key may not use the model '%.200s'",
                      rt->model);
-            hp_http_err_send(req, 403, "permission_error", "model",
-                             "model_not_allowed", msg, NULL, NULL);
+            hp_gw_error(req, anth, 403, "permission_error", "model",
+                        "model_not_allowed", msg, NULL, NULL);
             r->req = NULL;
             hp_gw_req_free(r);
             return;
@@ -510,12 +639,15 @@ static void on_request(struct evhttp_request *req, void *arg)
     bool post = m == EVHTTP_REQ_POST;
     bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
     const char *allow = NULL;
-    if (!strcmp(p, "/chat/completions") || !strcmp(p, "/completions")) {
+    if (!strcmp(p, "/chat/completions") || !strcmp(p, "/completions") ||
+        !strcmp(p, "/messages")) {
+        int kind = p[1] == 'm' ? 2 : p[1] == 'c' && p[2] == 'h' ? 1 : 0;
         if (post) {
             if (g->stopping)
-                err(req, 503, NULL, NULL, "The gateway is shutting down");
+                derr(req, kind == 2, 503, NULL, NULL,
+                     "The gateway is shutting down");
             else
-                handle_generate(g, req, p[1] == 'c' && p[2] == 'h');
+                handle_generate(g, req, kind);
             return;
         }
         allow = "POST";
@@ -524,7 +656,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (get) {
             hp_key_info ki;
             if (p[1] == 'm' && p[2] == 'o') {
-                if (check_key(g, req, &ki))
+                if (check_key(g, req, false, &ki))
                     handle_models(g, req);
             }
             else if (p[1] == 'h')

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "gateway/anthropic.h"
+#include "gateway/anthropic_in.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/keys.h"
@@ -64,6 +65,8 @@ struct gwreq {
     struct evhttp_connection *evcon;
     json_t *body;                /* owns: the client's request */
     bool chat, stream, include_usage;
+    bool anth_in;                /* the client speaks the Messages API */
+    hp_anth_out aout;            /* its stream translator */
     const hp_gwconf_route *route;
     hp_plan plan;
     int pi;                      /* plan entry being tried */
@@ -114,6 +117,19 @@ int64_t hp_gw_count(hp_gw *g, const char *text, size_t len);
 /* Send a JSON body with status on req (Content-Type set). */
 void hp_gw_send_json(struct evhttp_request *req, int status,
                      const char *body, size_t len);
+
+/* An error reply in the client's dialect: OpenAI's error JSON, or
+ * Anthropic's when anth is set. type NULL: from status. extra_name /
+ * extra_value: one more header (Retry-After, WWW-Authenticate) or NULL. */
+void hp_gw_error(struct evhttp_request *req, bool anth, int status,
+                 const char *type, const char *param, const char *code,
+                 const char *msg, const char *extra_name,
+                 const char *extra_value);
+
+/* Send an upstream's OpenAI-shaped error body (status kept), translated
+ * for a Messages client when anth. */
+void hp_gw_send_error_body(struct evhttp_request *req, bool anth, int status,
+                           const char *body, size_t len);
 
 /* gw_proxy.c: take over a validated request (body already parsed,
  * route resolved, key admitted, cache missed) and answer it. */

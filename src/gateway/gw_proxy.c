@@ -182,9 +182,9 @@ static void reply_error(gwreq *r, int status, const char *code,
         add_common_headers(r);
         char ra[16];
         snprintf(ra, sizeof ra, "%d", retry_after);
-        hp_http_err_send(r->req, status, NULL, NULL, code, msg,
-                         retry_after > 0 ? "Retry-After" : NULL,
-                         retry_after > 0 ? ra : NULL);
+        hp_gw_error(r->req, r->anth_in, status, NULL, NULL, code, msg,
+                    retry_after > 0 ? "Retry-After" : NULL,
+                    retry_after > 0 ? ra : NULL);
         r->req = NULL;
     }
     finish(r, status);
@@ -205,6 +205,37 @@ static void stream_write(gwreq *r, const char *a, size_t alen, const char *b,
     evbuffer_free(buf);
 }
 
+static void aout_write(const char *text, size_t len, void *ud)
+{
+    stream_write(ud, text, len, NULL, 0);
+}
+
+/* Held chunks are kept as OpenAI SSE text; a Messages client gets them
+ * through its translator. */
+static void replay_held(gwreq *r)
+{
+    size_t n = evbuffer_get_length(r->ubody);
+    char *t = malloc(n + 1);
+    if (!t)
+        return;
+    evbuffer_remove(r->ubody, t, n);
+    t[n] = '\0';
+    for (char *p = t; (p = strstr(p, "data: ")) != NULL;) {
+        p += 6;
+        char *end = strstr(p, "\n\n");
+        json_t *ch = json_loadb(p, end ? (size_t)(end - p) : strlen(p), 0,
+                                NULL);
+        hp_errbuf eb;
+        if (ch)
+            hp_anth_out_chunk(&r->aout, ch, aout_write, r, &eb);
+        json_decref(ch);
+        if (!end)
+            break;
+        p = end + 2;
+    }
+    free(t);
+}
+
 static void stream_start(gwreq *r)
 {
     if (r->started || !r->req)
@@ -216,13 +247,19 @@ static void stream_start(gwreq *r)
     add_common_headers(r);
     evhttp_send_reply_start(r->req, 200, "OK");
     /* chunks held back before the commit (see forward_chunk) go first */
-    if (r->ubody && evbuffer_get_length(r->ubody))
-        evhttp_send_reply_chunk(r->req, r->ubody);
+    if (r->ubody && evbuffer_get_length(r->ubody)) {
+        if (r->anth_in)
+            replay_held(r);
+        else
+            evhttp_send_reply_chunk(r->req, r->ubody);
+    }
 }
 
 static void stream_end(gwreq *r, bool done)
 {
-    if (done)
+    if (done && r->anth_in)
+        hp_anth_out_finish(&r->aout, aout_write, r);
+    else if (done)
         stream_write(r, "data: [DONE]\n\n", 14, NULL, 0);
     if (r->req) {
         struct evhttp_request *req = r->req;
@@ -243,6 +280,12 @@ static void stream_fail(gwreq *r, const char *reason, const char *detail)
     hp_gwm_add(r->gw->m, HP_GWM_FAILURES, r->route->model, r->target, reason,
                1);
     hp_circuit_failure(r->plan.cb[r->pi], r->route, (int64_t)hp_gw_now_ms());
+    if (r->anth_in) {
+        hp_anth_out_error(&r->aout, msg, aout_write, r);
+        stream_end(r, false);
+        finish(r, 200);
+        return;
+    }
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg,
                           "type", "server_error", "param", "code",
                           "upstream_error");
@@ -301,6 +344,11 @@ static void forward_chunk(gwreq *r, const json_t *ch, const char *raw,
         r->t_last = now;
         r->n_tokens_sent++;
     }
+    if (r->anth_in) {
+        hp_errbuf eb;
+        hp_anth_out_chunk(&r->aout, ch, aout_write, r, &eb);
+        return;
+    }
     char *s = NULL;
     if (!raw) {
         s = json_dumps(ch, JSON_COMPACT);
@@ -343,8 +391,8 @@ static void give_up(gwreq *r)
             evhttp_add_header(evhttp_request_get_output_headers(r->req),
                               "Retry-After", ra);
         }
-        hp_gw_send_json(r->req, r->last_status, r->last_body,
-                        r->last_body_len);
+        hp_gw_send_error_body(r->req, r->anth_in, r->last_status,
+                              r->last_body, r->last_body_len);
         r->req = NULL;
         finish(r, r->last_status);
         return;
@@ -590,9 +638,17 @@ static void buffered_done(gwreq *r)
     hp_circuit_success(r->plan.cb[r->pi]);
     r->t_first = hp_gw_now_ms();
     char *s = json_dumps(obj, JSON_COMPACT);
-    if (s && r->req) {
+    char *out = s;
+    if (s && r->anth_in) {
+        json_t *a = NULL;
+        hp_errbuf eb;
+        out = hp_anth_in_response(obj, r->route->model, &a, &eb) == HP_OK
+                  ? json_dumps(a, JSON_COMPACT) : NULL;
+        json_decref(a);
+    }
+    if (out && r->req) {
         add_common_headers(r);
-        hp_gw_send_json(r->req, 200, s, strlen(s));
+        hp_gw_send_json(r->req, 200, out, strlen(out));
         if (r->evcon)
             evhttp_connection_set_closecb(r->evcon, NULL, NULL);
         r->req = NULL;
@@ -601,8 +657,16 @@ static void buffered_done(gwreq *r)
             hp_rcache_put(r->gw->cache, r->ckey, s, strlen(s),
                           (int64_t)hp_gw_now_ms());
     }
+    bool sent = out && !r->req;
+    if (out != s)
+        free(out);
     free(s);
     r->reply = obj; /* the estimated count reads the text from here */
+    if (!sent && r->req) {
+        reply_error(r, 502, "upstream_error", "the upstream's reply could "
+                    "not be translated", 0);
+        return;
+    }
     finish(r, 200);
 }
 
