@@ -667,18 +667,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
         allow = "GET, HEAD";
     }
+    /* The Anthropic SDK also calls /v1/messages/count_tokens and
+     * /v1/messages/batches, which the gateway does not serve: it gets
+     * Anthropic's error shape there too, as on /v1/messages itself. */
+    bool anth = !strcmp(p, "/messages") || !strncmp(p, "/messages/", 10);
     if (allow) {
         char msg[200];
         snprintf(msg, sizeof msg, "Method not allowed for %.100s; allowed: %s",
                  path, allow);
-        hp_http_err_send(req, 405, "invalid_request_error", NULL,
-                         "method_not_allowed", msg, "Allow", allow);
+        hp_gw_error(req, anth, 405, "invalid_request_error", NULL,
+                    "method_not_allowed", msg, "Allow", allow);
         return;
     }
     char msg[200];
     snprintf(msg, sizeof msg, "Unknown request URL: %.100s", path);
-    hp_http_err_send(req, 404, "invalid_request_error", NULL, "unknown_url",
-                     msg, NULL, NULL);
+    hp_gw_error(req, anth, 404, "invalid_request_error", NULL, "unknown_url",
+                msg, NULL, NULL);
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
