@@ -257,6 +257,16 @@ static void stream_start(gwreq *r)
 
 static void stream_end(gwreq *r, bool done)
 {
+    if (done && r->anth_in && !r->aout.have_usage) {
+        /* a Messages reply always carries usage: when the upstream sent
+         * none, give hotpath's own count (the ledger marks it estimated) */
+        json_t *obj = hp_chunk_asm_result(&r->casm);
+        r->aout.prompt = r->est_prompt;
+        r->aout.completion = obj ? completion_estimate(r->gw, obj)
+                                 : r->n_tokens_sent;
+        r->aout.have_usage = true;
+        json_decref(obj);
+    }
     if (done && r->anth_in)
         hp_anth_out_finish(&r->aout, aout_write, r);
     else if (done)
@@ -642,6 +652,11 @@ static void buffered_done(gwreq *r)
     if (s && r->anth_in) {
         json_t *a = NULL;
         hp_errbuf eb;
+        if (!r->have_usage) /* see stream_end: Messages replies need usage */
+            json_object_set_new(obj, "usage", json_pack(
+                "{s:I, s:I}", "prompt_tokens", (json_int_t)r->est_prompt,
+                "completion_tokens",
+                (json_int_t)completion_estimate(r->gw, obj)));
         out = hp_anth_in_response(obj, r->route->model, &a, &eb) == HP_OK
                   ? json_dumps(a, JSON_COMPACT) : NULL;
         json_decref(a);
