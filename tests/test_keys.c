@@ -335,7 +335,7 @@ static void keys_budget_usd_never_overspent(void **state)
             assert_false(r[i].active);
             assert_true(retry >= 1);
             assert_non_null(strstr(eb.msg, "budget"));
-            assert_non_null(strstr(eb.msg, "1.00 USD"));
+            assert_non_null(strstr(eb.msg, "budget: 1 USD"));
             assert_non_null(strstr(eb.msg, "reserv"));
         }
     }

@@ -148,6 +148,18 @@ int hp_serve_gateway(const char *config_path, const char *host, int port,
                 c->path);
         goto done;
     }
+    /* missing upstream keys fail now, before models take time to load
+     * (hp_gw_new checks again and keeps the values) */
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        const char *env = c->upstreams[i].api_key_env;
+        if (env && !(getenv(env) && getenv(env)[0])) {
+            fprintf(stderr, "hotpath serve: %s:%d: upstreams[%zu].api_key_env: "
+                    "'%s' needs its API key in the environment variable %s, "
+                    "which is not set\n", c->path, c->upstreams[i].line, i,
+                    c->upstreams[i].name, env);
+            goto done;
+        }
+    }
     for (size_t i = 0; i < c->n_models; i++) {
         if (start_local(c, i, &locs[i]) != 0)
             goto done;

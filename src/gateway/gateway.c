@@ -7,6 +7,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <malloc.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -128,8 +129,10 @@ void hp_gw_req_free(gwreq *r)
         hp_circuit_release(r->plan.cb[i]); /* probes never sent */
     free(r->last_body);
     json_decref(r->body);
+    bool big = r->body_len > (1u << 20);
     free(r);
-    hp_gwm_set(g->m, HP_GWM_IN_FLIGHT, "", NULL, g->n_reqs);
+    if (big)
+        malloc_trim(0); /* give a large request's parse memory back */
     if (g->stopping && g->n_reqs == 0)
         finish_stop(g);
 }
@@ -254,8 +257,9 @@ static double worst_cost(hp_gw *g, const hp_gwconf_route *rt,
 static bool admit_key(hp_gw *g, gwreq *r, size_t body_len)
 {
     const hp_gwconf_route *rt = r->route;
-    int64_t max_out = r->max_tokens > 0 ? r->max_tokens
-                                        : HP_GW_DEFAULT_MAX_TOKENS;
+    int64_t max_out = (r->max_tokens > 0 ? r->max_tokens
+                                         : HP_GW_DEFAULT_MAX_TOKENS) *
+                      r->n_choices;
     /* The body's byte length bounds its prompt tokens: a token of a
      * byte-level vocabulary covers at least one byte, and the JSON around
      * the text is longer than any template's markup. */
@@ -267,6 +271,30 @@ static bool admit_key(hp_gw *g, gwreq *r, size_t body_len)
     for (size_t i = 0; i < rt->n_fallback; i++)
         worst = fmax(worst, worst_cost(g, rt, &rt->fallback[i], prompt_ub,
                                        max_out));
+    /* A worst case over the whole budget can never pass: say so, and how
+     * to fix it, instead of a 429 that waiting cannot cure. */
+    const hp_key_info *ki = &r->ki;
+    char msg[400] = "";
+    if (ki->budget_tokens >= 0 && prompt_ub + max_out > ki->budget_tokens)
+        snprintf(msg, sizeof msg, "This request may use up to %lld tokens "
+                 "(%lld for the prompt, bounded by the body's size, plus "
+                 "max_tokens %lld x n %lld%s), more than this key's whole "
+                 "budget of %lld tokens: lower max_tokens",
+                 (long long)(prompt_ub + max_out), (long long)prompt_ub,
+                 (long long)(max_out / r->n_choices), (long long)r->n_choices,
+                 r->max_tokens > 0 ? "" : ", the default when none is set",
+                 (long long)ki->budget_tokens);
+    else if (ki->budget_usd >= 0 && worst > ki->budget_usd)
+        snprintf(msg, sizeof msg, "This request may cost up to %.6g USD "
+                 "(its prompt bound, max_tokens x n, or the local runtime's "
+                 "share for the route's total timeout), more than this key's "
+                 "whole budget of %.6g USD: lower max_tokens",
+                 worst, ki->budget_usd);
+    if (msg[0]) {
+        hp_gw_error(r->req, r->anth_in, 400, NULL, "max_tokens",
+                    "request_exceeds_budget", msg, NULL, NULL);
+        return false;
+    }
     int retry = 1;
     hp_errbuf eb;
     hp_err e = hp_keys_admit(g->keys, &r->ki, worst, prompt_ub + max_out,
@@ -356,6 +384,8 @@ static bool serve_cached(hp_gw *g, gwreq *r)
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(h, "x-hotpath-cache", "hit");
     evhttp_add_header(h, "x-hotpath-route", r->route->model);
+    evhttp_add_header(h, "x-hotpath-target", "cache");
+    evhttp_add_header(h, "x-request-id", r->id);
     json_t *obj = json_loadb(hit, len, 0, NULL);
     json_t *u = json_object_get(obj, "usage");
     r->prompt = json_integer_value(json_object_get(u, "prompt_tokens"));
@@ -425,13 +455,31 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
         char msg[300];
         if (body)
             snprintf(msg, sizeof msg, "The request body must be a JSON object");
+        else if (!len)
+            snprintf(msg, sizeof msg, "The request body is empty: send a "
+                     "JSON object");
         else
             snprintf(msg, sizeof msg, "We could not parse the JSON body of "
-                     "your request: %s (line %d, column %d)", je.text,
+                     "your request: %s (line %d, column %d)",
+                     strstr(je.text, "JSON_ALLOW_NUL") ? "NUL byte in a string"
+                                                       : je.text,
                      je.line, je.column);
         json_decref(body);
         derr(req, anth, 400, NULL, "invalid_json", msg);
         return;
+    }
+    {
+        const json_t *arr = json_object_get(body, chat ? "messages" : "prompt");
+        if (json_is_array(arr) && json_array_size(arr) > HP_GW_MAX_MESSAGES) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "too many %s: %zu, at most %d",
+                     chat ? "messages" : "prompts", json_array_size(arr),
+                     HP_GW_MAX_MESSAGES);
+            json_decref(body);
+            derr(req, anth, 400, chat ? "messages" : "prompt", "invalid_value",
+                 msg);
+            return;
+        }
     }
     if (anth) {
         json_t *oai = NULL;
@@ -472,12 +520,35 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
     if (!mt || json_is_null(mt))
         mt = json_object_get(body, "max_tokens");
     if (mt && !json_is_null(mt) &&
-        (!json_is_integer(mt) || json_integer_value(mt) < 1)) {
+        (!json_is_integer(mt) || json_integer_value(mt) < 1 ||
+         json_integer_value(mt) > HP_GW_MAX_TOKENS_LIMIT)) {
+        const char *param = json_object_get(body, "max_completion_tokens")
+                                ? "max_completion_tokens" : "max_tokens";
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s must be an integer from 1 to %d", param,
+                 HP_GW_MAX_TOKENS_LIMIT);
         json_decref(body);
-        derr(req, anth, 400, json_object_get(body, "max_completion_tokens")
-                          ? "max_completion_tokens" : "max_tokens",
-            "invalid_value", "max_tokens must be a positive integer");
+        derr(req, anth, 400, param, "invalid_value", msg);
         return;
+    }
+    /* n (and best_of): each choice is a completion to pay for */
+    int64_t n_choices = 1;
+    static const char *const nfields[] = {"n", "best_of"};
+    for (int k = 0; k < 2; k++) {
+        const json_t *nv = json_object_get(body, nfields[k]);
+        if (!nv || json_is_null(nv))
+            continue;
+        if (!json_is_integer(nv) || json_integer_value(nv) < 1 ||
+            json_integer_value(nv) > HP_GW_MAX_CHOICES) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s must be an integer from 1 to %d",
+                     nfields[k], HP_GW_MAX_CHOICES);
+            json_decref(body);
+            derr(req, anth, 400, nfields[k], "invalid_value", msg);
+            return;
+        }
+        if (json_integer_value(nv) > n_choices)
+            n_choices = json_integer_value(nv);
     }
     const hp_gwconf_route *rt = hp_gwconf_route_find(g->c,
                                                      json_string_value(model));
@@ -507,6 +578,8 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
     r->include_usage = r->stream && json_is_true(json_object_get(
         json_object_get(body, "stream_options"), "include_usage"));
     r->max_tokens = mt && json_is_integer(mt) ? json_integer_value(mt) : 0;
+    r->n_choices = n_choices;
+    r->body_len = len;
     r->t0 = hp_gw_now_ms();
     r->created = (int64_t)time(NULL);
     snprintf(r->id, sizeof r->id, "chatcmpl-hp%llx%06llx",
@@ -519,7 +592,6 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
         g->reqs->prev = r;
     g->reqs = r;
     g->n_reqs++;
-    hp_gwm_set(g->m, HP_GWM_IN_FLIGHT, "", NULL, g->n_reqs);
 
     /* a key, when the config asks for one */
     if (g->c->require_keys) {
@@ -578,10 +650,14 @@ static void handle_models(hp_gw *g, struct evhttp_request *req)
 
 static void handle_metrics(hp_gw *g, struct evhttp_request *req)
 {
-    /* circuit gauges are read now rather than tracked on every change */
+    /* gauges are read now rather than tracked on every change */
     char name[192];
     for (size_t i = 0; i < g->c->n_routes; i++) {
         const hp_gwconf_route *rt = &g->c->routes[i];
+        int busy = 0;
+        for (const gwreq *r = g->reqs; r; r = r->next)
+            busy += r->route == rt;
+        hp_gwm_set(g->m, HP_GWM_IN_FLIGHT, rt->model, NULL, busy);
         for (size_t k = 0; k < rt->n_targets + rt->n_fallback; k++) {
             const hp_gwconf_target *t = k < rt->n_targets
                 ? &rt->targets[k] : &rt->fallback[k - rt->n_targets];
@@ -715,7 +791,11 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     hp_gw *g = arg;
-    event_base_loopbreak(g->base);
+    /* end what is left properly: an error event (or a 503) for each, its
+     * usage accounted, then a moment for those bytes to leave */
+    while (g->reqs)
+        hp_gw_proxy_abort(g->reqs, "the gateway is shutting down");
+    finish_stop(g);
 }
 
 static void begin_stop(hp_gw *g)

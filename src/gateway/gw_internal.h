@@ -27,6 +27,13 @@
 /* Completion budget reserved (and, for keys with a budget, sent upstream)
  * when the client sets no max_tokens. */
 #define HP_GW_DEFAULT_MAX_TOKENS 4096
+/* Largest max_tokens accepted (keeps reservations far from overflow). */
+#define HP_GW_MAX_TOKENS_LIMIT 100000000
+/* Most messages (or prompts) one request may hold: a body of tiny
+ * messages costs jansson ~50x its size in memory. */
+#define HP_GW_MAX_MESSAGES 10000
+/* Most choices (n) one request may ask for. */
+#define HP_GW_MAX_CHOICES 128
 
 typedef struct gwreq gwreq;
 
@@ -87,6 +94,7 @@ struct gwreq {
     bool finished;
     int64_t prompt, cached, completion;
     bool have_usage;
+    bool usage_estimated;        /* have_usage from hotpath's own count */
     int n_tokens_sent;           /* content chunks forwarded */
     double t0, t_first, t_last;  /* monotonic ms; 0 = not yet */
     /* the last failed attempt, for the final error */
@@ -103,6 +111,8 @@ struct gwreq {
     bool cacheable;
     int64_t est_prompt;          /* prompt tokens by hotpath's own count */
     int64_t max_tokens;          /* the client's, or 0 */
+    int64_t n_choices;           /* n (or best_of), >= 1 */
+    size_t body_len;             /* bytes of the client's body */
     char target[192];            /* display name of the current target */
     char id[48];
     int64_t created;
@@ -134,6 +144,9 @@ void hp_gw_send_error_body(struct evhttp_request *req, bool anth, int status,
 /* gw_proxy.c: take over a validated request (body already parsed,
  * route resolved, key admitted, cache missed) and answer it. */
 void hp_gw_proxy_start(gwreq *r);
+/* gw_proxy.c: end a request now (shutdown): a 503, or an error event if
+ * its stream has started; accounted and freed. */
+void hp_gw_proxy_abort(gwreq *r, const char *why);
 /* gw_proxy.c: the client went away. */
 void hp_gw_proxy_client_gone(gwreq *r);
 /* gateway.c: forget a finished request. */

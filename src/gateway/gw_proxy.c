@@ -84,7 +84,7 @@ void hp_gw_account(gwreq *r, int status, bool cache_hit)
     const char *route = r->route->model;
     const char *tname = r->target[0] ? r->target : "none";
     double now = hp_gw_now_ms();
-    bool estimated = false;
+    bool estimated = r->usage_estimated;
     if (!r->have_usage && !cache_hit && status == 200) {
         /* the upstream said nothing: count with our own tokenizer */
         json_t *obj = r->reply ? json_incref(r->reply)
@@ -134,6 +134,7 @@ void hp_gw_account(gwreq *r, int status, bool cache_hit)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     row.ts = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    snprintf(row.request_id, sizeof row.request_id, "%s", r->id);
     if (r->keyed)
         snprintf(row.key_id, sizeof row.key_id, "%s", r->ki.id);
     snprintf(row.route, sizeof row.route, "%s", route);
@@ -172,6 +173,7 @@ static void add_common_headers(gwreq *r)
     evhttp_add_header(h, "x-hotpath-route", r->route->model);
     if (r->target[0])
         evhttp_add_header(h, "x-hotpath-target", r->target);
+    evhttp_add_header(h, "x-request-id", r->id);
 }
 
 /* A complete error reply before anything was streamed. */
@@ -293,7 +295,7 @@ static void stream_fail(gwreq *r, const char *reason, const char *detail)
     if (r->anth_in) {
         hp_anth_out_error(&r->aout, msg, aout_write, r);
         stream_end(r, false);
-        finish(r, 200);
+        finish(r, 502);
         return;
     }
     json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg,
@@ -307,7 +309,7 @@ static void stream_fail(gwreq *r, const char *reason, const char *detail)
     }
     free(s);
     stream_end(r, false);
-    finish(r, 200);
+    finish(r, 502); /* the client saw 200, then a broken stream */
 }
 
 /* Forward one OpenAI chunk to the client. raw/raw_len: its text as the
@@ -392,6 +394,16 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 /* The final answer when every target failed. */
 static void give_up(gwreq *r)
 {
+    if (r->last_status == 401 || r->last_status == 403) {
+        /* the upstream refused hotpath's own key: not the client's fault,
+         * and its message may quote part of that key */
+        char msg[300];
+        snprintf(msg, sizeof msg, "upstream %.150s refused the gateway's "
+                 "credentials (HTTP %d): check its api_key_env",
+                 r->target, r->last_status);
+        reply_error(r, 502, "upstream_auth_failed", msg, 0);
+        return;
+    }
     if (r->last_body && r->last_status >= 400 && r->last_status < 600 &&
         r->req) {
         add_common_headers(r);
@@ -876,6 +888,26 @@ void hp_gw_proxy_start(gwreq *r)
     start_attempt(r);
 }
 
+void hp_gw_proxy_abort(gwreq *r, const char *why)
+{
+    if (r->up) {
+        hp_upreq_cancel(r->up);
+        r->up = NULL;
+    }
+    if (r->retry_ev)
+        evtimer_del(r->retry_ev);
+    if (!r->have_usage) {
+        r->prompt = r->est_prompt;
+        r->completion = r->n_tokens_sent;
+        r->have_usage = r->usage_estimated = r->pi < r->plan.n;
+    }
+    if (r->started) {
+        stream_fail(r, "shutdown", why);
+        return;
+    }
+    reply_error(r, 503, "shutting_down", why, 0);
+}
+
 void hp_gw_proxy_client_gone(gwreq *r)
 {
     if (r->up) {
@@ -892,7 +924,7 @@ void hp_gw_proxy_client_gone(gwreq *r)
            chunks sent, so a budget errs on the safe side */
         r->prompt = r->est_prompt;
         r->completion = r->n_tokens_sent;
-        r->have_usage = r->t0 > 0 && r->pi < r->plan.n;
+        r->have_usage = r->usage_estimated = r->t0 > 0 && r->pi < r->plan.n;
     }
     finish(r, 499);
 }

@@ -841,9 +841,10 @@ hp_err hp_keys_admit(hp_keys *k, const hp_key_info *ki, double worst_usd,
         if (used + wn > usd_to_nano(ki->budget_usd)) {
             *retry_after_s = WINDOW_S;
             return hp_errf(eb, HP_ERR_AGAIN,
-                "budget: %.2f USD, %.2f spent or reserved (in-flight "
-                "requests hold reservations until they finish)",
-                ki->budget_usd, (double)used / 1e9);
+                "budget: %.6g USD, %.6g spent or reserved, this request "
+                "may cost up to %.6g (in-flight requests hold reservations "
+                "until they finish)",
+                ki->budget_usd, (double)used / 1e9, (double)wn / 1e9);
         }
     }
     if (ki->budget_tokens >= 0) {
@@ -851,9 +852,10 @@ hp_err hp_keys_admit(hp_keys *k, const hp_key_info *ki, double worst_usd,
         if (used + wt > ki->budget_tokens) {
             *retry_after_s = WINDOW_S;
             return hp_errf(eb, HP_ERR_AGAIN,
-                "budget: %lld tokens, %lld spent or reserved (in-flight "
-                "requests hold reservations until they finish)",
-                (long long)ki->budget_tokens, (long long)used);
+                "budget: %lld tokens, %lld spent or reserved, this request "
+                "may use up to %lld (in-flight requests hold reservations "
+                "until they finish)",
+                (long long)ki->budget_tokens, (long long)used, (long long)wt);
         }
     }
     int wait;

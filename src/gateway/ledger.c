@@ -23,7 +23,7 @@ static const char *schema =
     " target TEXT, status INTEGER, prompt_tokens INTEGER,"
     " cached_tokens INTEGER, completion_tokens INTEGER,"
     " estimated INTEGER, stream INTEGER, cache_hit INTEGER, cost_usd REAL,"
-    " ttft_ms REAL, e2e_ms REAL);"
+    " ttft_ms REAL, e2e_ms REAL, request_id TEXT);"
     "CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);";
 
 hp_err hp_ledger_open(const char *path, hp_ledger **out, hp_errbuf *eb)
@@ -42,11 +42,15 @@ hp_err hp_ledger_open(const char *path, hp_ledger **out, hp_errbuf *eb)
             SQLITE_OK ||
         sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
+    /* files from before request ids: add the column (an error just means
+     * it is there already) */
+    sqlite3_exec(l->db, "ALTER TABLE requests ADD COLUMN request_id TEXT",
+                 NULL, NULL, NULL);
     if (sqlite3_prepare_v2(l->db,
             "INSERT INTO requests (ts, key_id, route, target, status,"
             " prompt_tokens, cached_tokens, completion_tokens, estimated,"
-            " stream, cache_hit, cost_usd, ttft_ms, e2e_ms)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &l->ins, NULL) !=
+            " stream, cache_hit, cost_usd, ttft_ms, e2e_ms, request_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &l->ins, NULL) !=
         SQLITE_OK)
         goto fail;
     *out = l;
@@ -117,6 +121,7 @@ hp_err hp_ledger_flush(hp_ledger *l, hp_errbuf *eb)
         sqlite3_bind_double(s, 12, r->cost_usd);
         sqlite3_bind_double(s, 13, r->ttft_ms);
         sqlite3_bind_double(s, 14, r->e2e_ms);
+        sqlite3_bind_text(s, 15, r->request_id, -1, SQLITE_STATIC);
         if (sqlite3_step(s) != SQLITE_DONE) {
             hp_err e = hp_errf(eb, HP_ERR_IO, "ledger: %s",
                                sqlite3_errmsg(l->db));
@@ -144,17 +149,21 @@ hp_err hp_ledger_recent(hp_ledger *l, int limit, json_t **out, hp_errbuf *eb)
     if (sqlite3_prepare_v2(l->db,
             "SELECT ts, key_id, route, target, status, prompt_tokens,"
             " cached_tokens, completion_tokens, estimated, stream, cache_hit,"
-            " cost_usd, ttft_ms, e2e_ms FROM requests ORDER BY id DESC"
+            " cost_usd, ttft_ms, e2e_ms, request_id FROM requests"
+            " ORDER BY id DESC"
             " LIMIT ?", -1, &s, NULL) != SQLITE_OK)
         return hp_errf(eb, HP_ERR_IO, "ledger: %s", sqlite3_errmsg(l->db));
     sqlite3_bind_int(s, 1, limit > 0 ? limit : 100);
     json_t *arr = json_array();
     while (arr && sqlite3_step(s) == SQLITE_ROW) {
         const char *kid = (const char *)sqlite3_column_text(s, 1);
+        const char *rid = (const char *)sqlite3_column_text(s, 14);
+        double ttft = sqlite3_column_double(s, 12);
         json_t *o = json_pack(
-            "{s:f, s:s?, s:s, s:s, s:i, s:I, s:I, s:I, s:b, s:b, s:b, s:f,"
-            " s:f, s:f}",
+            "{s:f, s:s?, s:s?, s:s, s:s, s:i, s:I, s:I, s:I, s:b, s:b, s:b,"
+            " s:f, s:o, s:f}",
             "ts", sqlite3_column_double(s, 0),
+            "request_id", rid && rid[0] ? rid : NULL,
             "key_id", kid && kid[0] ? kid : NULL,
             "route", (const char *)sqlite3_column_text(s, 2),
             "target", (const char *)sqlite3_column_text(s, 3),
@@ -166,7 +175,7 @@ hp_err hp_ledger_recent(hp_ledger *l, int limit, json_t **out, hp_errbuf *eb)
             "stream", sqlite3_column_int(s, 9),
             "cache_hit", sqlite3_column_int(s, 10),
             "cost_usd", sqlite3_column_double(s, 11),
-            "ttft_ms", sqlite3_column_double(s, 12),
+            "ttft_ms", ttft >= 0 ? json_real(ttft) : json_null(),
             "e2e_ms", sqlite3_column_double(s, 13));
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);

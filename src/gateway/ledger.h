@@ -20,6 +20,7 @@ typedef struct hp_ledger hp_ledger;
 
 typedef struct hp_ledger_row {
     double ts;              /* unix seconds */
+    char request_id[48];    /* the x-request-id the client saw */
     char key_id[32];        /* "" when no key */
     char route[128];
     char target[192];

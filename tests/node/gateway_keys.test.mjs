@@ -334,13 +334,23 @@ test('keys_budget_injects_max_tokens_upstream', { skip }, async () => {
     model: 'chat', messages: [{ role: 'user', content: 'hi' }] });
   let st = await fast.stats();
   assert.equal(st.last_request.max_tokens, 4096);
-  // a worst case above the budget is refused before reaching upstream
+  // a worst case above the whole budget can never pass: 400 naming the
+  // reservation (not a 429 that waiting cannot cure), nothing upstream
   const small = await createKey({ name: 'inject-small', budget_tokens: 1000 });
   const before = (await fast.stats()).requests;
   const e = await rejects(client(small.secret).chat.completions.create({
-    model: 'chat', messages: [{ role: 'user', content: 'hi' }] }), OpenAI.RateLimitError, 429);
-  assert.equal(e.code, 'budget_exceeded');
+    model: 'chat', messages: [{ role: 'user', content: 'hi' }] }), OpenAI.BadRequestError, 400);
+  assert.equal(e.code, 'request_exceeds_budget');
+  assert.match(e.message, /max_tokens 4096 x n 1/);
   assert.equal((await fast.stats()).requests, before);
+  // n multiplies the reservation: 4 x 200 > 500 although 200 alone fits
+  const nkey = await createKey({ name: 'n-budget', budget_tokens: 500 });
+  const en = await rejects(client(nkey.secret).chat.completions.create({
+    model: 'chat', n: 4, max_tokens: 200,
+    messages: [{ role: 'user', content: 'hi' }] }), OpenAI.BadRequestError, 400);
+  assert.match(en.message, /max_tokens 200 x n 4/);
+  await client(nkey.secret).chat.completions.create({
+    model: 'chat', max_tokens: 200, messages: [{ role: 'user', content: 'hi' }] });
   // without a budget nothing is injected
   const free = await createKey({ name: 'no-budget' });
   await client(free.secret).chat.completions.create({

@@ -1,0 +1,155 @@
+// gateway_robust.test.mjs: the gateway under bad input and shutdown.
+//
+// The spec: out-of-range max_tokens / n and oversized message lists are
+// 400s naming the field; an upstream that refuses hotpath's own key is a
+// 502 (never the client's 401, never the key); a stream broken after its
+// first byte is recorded as 502 in the ledger; every reply carries an
+// x-request-id that names its ledger row; SIGTERM ends running streams
+// with an error event and still writes their ledger rows.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import {
+  skipReason, startMock, startGateway, stopAll, tempDir, sleep, metricValue,
+} from './gwharness.mjs';
+
+const skip = skipReason();
+after(stopAll);
+
+const ADMIN = 'adm-robust-7f3k';
+const LABKEY = 'sk-lab-robust-secret-91';
+
+async function post(g, body, headers = {}) {
+  const r = await fetch(`${g.v1}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, headers: r.headers, text: await r.text() };
+}
+
+const msg = [{ role: 'user', content: 'hello there' }];
+
+test('bad numbers and oversized lists are 400s naming the field', { skip }, async () => {
+  const m = await startMock();
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    routes: [{ model: 'chat', targets: [{ upstream: 'lab', model: 'x' }] }],
+  });
+  const cases = [
+    [{ max_tokens: 2 ** 53 }, 'max_tokens'],
+    [{ max_tokens: 0 }, 'max_tokens'],
+    [{ max_completion_tokens: -3 }, 'max_completion_tokens'],
+    [{ n: 0 }, 'n'],
+    [{ n: 1000 }, 'n'],
+    [{ n: 1.5 }, 'n'],
+    [{ best_of: 'x' }, 'best_of'],
+  ];
+  for (const [extra, param] of cases) {
+    const r = await post(g, { model: 'chat', messages: msg, ...extra });
+    assert.equal(r.status, 400, JSON.stringify(extra));
+    const e = JSON.parse(r.text).error;
+    assert.equal(e.param, param);
+    assert.equal(e.type, 'invalid_request_error');
+  }
+  const many = Array.from({ length: 10001 }, () => ({ role: 'user', content: 'hi' }));
+  const r = await post(g, { model: 'chat', messages: many });
+  assert.equal(r.status, 400);
+  assert.equal(JSON.parse(r.text).error.param, 'messages');
+  assert.equal((await m.stats()).requests, 0);
+  const empty = await fetch(`${g.v1}/chat/completions`, { method: 'POST', body: '' });
+  assert.equal(empty.status, 400);
+  assert.match((await empty.json()).error.message, /empty/);
+  // still serving
+  assert.equal((await post(g, { model: 'chat', messages: msg })).status, 200);
+});
+
+test('an upstream refusing the gateway key is a 502 that names no key', { skip }, async () => {
+  const m = await startMock(['--require-key', 'the-right-key']);
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1, api_key_env: 'LAB_KEY' }],
+    routes: [{ model: 'chat', targets: [{ upstream: 'lab', model: 'x' }] }],
+  }, { env: { LAB_KEY: LABKEY } });
+  const r = await post(g, { model: 'chat', messages: msg });
+  assert.equal(r.status, 502);
+  const e = JSON.parse(r.text).error;
+  assert.equal(e.code, 'upstream_auth_failed');
+  assert.ok(!r.text.includes(LABKEY) && !r.text.includes('the-right-key'));
+});
+
+test('request ids, cache-hit target, broken streams as 502 in the ledger', { skip }, async () => {
+  const m = await startMock();
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    routes: [
+      { model: 'chat', targets: [{ upstream: 'lab', model: 'x' }] },
+      { model: 'cut', targets: [{ upstream: 'lab', model: 'fault-cut-2' }] },
+    ],
+    cache: { max_mb: 4, ttl_s: 60 },
+  }, { adminKey: ADMIN });
+  const a = await post(g, { model: 'chat', messages: msg, temperature: 0 });
+  const b = await post(g, { model: 'chat', messages: msg, temperature: 0 });
+  assert.equal(a.headers.get('x-hotpath-cache'), 'miss');
+  assert.equal(b.headers.get('x-hotpath-cache'), 'hit');
+  assert.equal(b.headers.get('x-hotpath-target'), 'cache');
+  const ida = a.headers.get('x-request-id');
+  const idb = b.headers.get('x-request-id');
+  assert.ok(ida && idb && ida !== idb);
+  const c = await post(g, { model: 'cut', messages: msg, stream: true });
+  assert.equal(c.status, 200);
+  assert.match(c.text, /data: \{"error":/);
+  assert.ok(!c.text.includes('[DONE]'));
+  const rows = await g.usage(10);
+  const byId = Object.fromEntries(rows.map((x) => [x.request_id, x]));
+  assert.equal(byId[ida].status, 200);
+  assert.equal(byId[ida].cache_hit, false);
+  assert.equal(byId[idb].cache_hit, true);
+  assert.equal(byId[c.headers.get('x-request-id')].status, 502);
+  assert.equal(byId[idb].ttft_ms, null);
+  // in-flight gauge is per route
+  const text = await g.metrics();
+  assert.match(text, /hotpath_gateway_requests_in_flight\{route="chat"\} 0/);
+  assert.equal(metricValue(text, 'hotpath_gateway_requests_total', { route: 'cut', status: '502' }), 1);
+});
+
+test('SIGTERM ends running streams with an error event and keeps their ledger rows', { skip }, async () => {
+  const m = await startMock(['--itl-ms', '100', '--tokens', '200']);
+  const db = path.join(tempDir('db'), 'hp.db');
+  const cfg = {
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    routes: [{ model: 'chat', targets: [{ upstream: 'lab', model: 'x' }] }],
+    database: db,
+  };
+  const g = await startGateway(cfg, { adminKey: ADMIN });
+  const res = await fetch(`${g.v1}/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'chat', messages: msg, stream: true, max_tokens: 200 }),
+  });
+  const id = res.headers.get('x-request-id');
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  assert.ok(!first.done);
+  const t0 = Date.now();
+  g.proc.kill('SIGTERM');
+  let text = Buffer.from(first.value).toString();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += Buffer.from(value).toString();
+  }
+  assert.ok(Date.now() - t0 < 9000, 'ended within the grace period');
+  assert.match(text, /data: \{"error":\{"message":"upstream lab\/x failed mid-stream: the gateway is shutting down"/);
+  assert.ok(!text.includes('[DONE]'));
+  await new Promise((r) => (g.proc.exitCode !== null ? r() : g.proc.once('exit', r)));
+  assert.equal(g.proc.exitCode, 0);
+  await sleep(100);
+  assert.equal((await m.stats()).active, 0);
+  // the row was written before exit: a new gateway on the same file sees it
+  const g2 = await startGateway(cfg, { adminKey: ADMIN });
+  const rows = await g2.usage(10);
+  const row = rows.find((x) => x.request_id === id);
+  assert.ok(row, 'ledger row of the cut stream');
+  assert.equal(row.status, 502);
+  assert.equal(row.estimated, true);
+  assert.ok(row.completion_tokens >= 1);
+});
