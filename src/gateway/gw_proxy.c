@@ -659,7 +659,10 @@ static void buffered_done(gwreq *r)
     take_usage(r, json_object_get(obj, "usage"));
     hp_circuit_success(r->plan.cb[r->pi]);
     r->t_first = hp_gw_now_ms();
-    char *s = json_dumps(obj, JSON_COMPACT);
+    /* An OpenAI-compatible reply goes out as the upstream wrote it: parsing
+     * was needed for usage, re-serialising is not. */
+    bool raw = r->kind == HP_GWCONF_OPENAI;
+    char *s = raw ? strndup(b, n) : json_dumps(obj, JSON_COMPACT);
     char *out = s;
     if (s && r->anth_in) {
         json_t *a = NULL;
@@ -772,7 +775,13 @@ static char *upstream_body(gwreq *r, const hp_gwconf_target *t,
         if (hp_anth_request(r->body, model, &b, eb) != HP_OK)
             return NULL;
     } else {
-        b = json_deep_copy(r->body);
+        /* the client's body is edited in place (model, stream_options):
+         * every attempt sets what it needs, and nothing else reads those
+         * fields after the door; only a budget's max_tokens, which must
+         * not follow the request to a local target, needs a copy */
+        bool inject = r->keyed && !r->max_tokens && t->local < 0 &&
+                      (r->ki.budget_usd >= 0 || r->ki.budget_tokens >= 0);
+        b = inject ? json_deep_copy(r->body) : json_incref(r->body);
         if (!b)
             return NULL;
         json_object_set_new(b, "model", json_string(model));
@@ -785,8 +794,7 @@ static char *upstream_body(gwreq *r, const hp_gwconf_target *t,
             json_object_set_new(so, "include_usage", json_true());
         }
         /* a budget is only safe if the worst case is bounded */
-        if (r->keyed && !r->max_tokens && t->local < 0 &&
-            (r->ki.budget_usd >= 0 || r->ki.budget_tokens >= 0))
+        if (inject)
             json_object_set_new(b, "max_tokens",
                                 json_integer(HP_GW_DEFAULT_MAX_TOKENS));
     }

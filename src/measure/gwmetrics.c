@@ -65,6 +65,8 @@ static const family families[] = {
 
 typedef struct series {
     int fam;          /* index into families */
+    uint64_t hash;    /* of fam and the three label values, for find() */
+    char *key;        /* owns: the label values joined by \x1f */
     char *labels;     /* owns: rendered label set, e.g. route="a",target="b" */
     double value;     /* counter / gauge; histogram sum */
     uint64_t count;   /* histogram count */
@@ -85,8 +87,10 @@ void hp_gwm_free(hp_gwm *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->n; i++)
+    for (size_t i = 0; i < m->n; i++) {
         free(m->s[i].labels);
+        free(m->s[i].key);
+    }
     free(m->s);
     free(m);
 }
@@ -117,10 +121,34 @@ static size_t put_label(char *dst, size_t cap, size_t at, const char *name,
     return at;
 }
 
+/* FNV-1a over the label values; a series is found without formatting
+ * its labels (several updates per request). */
+static uint64_t fnv(uint64_t h, const char *v)
+{
+    for (const unsigned char *c = (const unsigned char *)(v ? v : ""); *c; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    return (h ^ 0x1f) * 0x100000001b3ull;
+}
+
 static series *find(hp_gwm *m, int fam, const char *route, const char *target,
                     const char *extra)
 {
     const family *f = &families[fam];
+    if (!f->has_target)
+        target = NULL;
+    if (!f->extra_label)
+        extra = NULL;
+    uint64_t h = fnv(fnv(fnv(0xcbf29ce484222325ull ^ (uint64_t)fam, route),
+                         target), extra);
+    char key[600];
+    int kl = snprintf(key, sizeof key, "%s\x1f%s\x1f%s", route ? route : "",
+                      target ? target : "", extra ? extra : "");
+    if (kl < 0 || (size_t)kl >= sizeof key)
+        key[sizeof key - 1] = '\0'; /* absurdly long names: truncated */
+    for (size_t i = 0; i < m->n; i++)
+        if (m->s[i].hash == h && m->s[i].fam == fam &&
+            !strcmp(m->s[i].key, key))
+            return &m->s[i];
     char lab[512];
     size_t at = put_label(lab, sizeof lab, 0, "route", route);
     if (f->has_target)
@@ -128,10 +156,7 @@ static series *find(hp_gwm *m, int fam, const char *route, const char *target,
     if (f->extra_label)
         at = put_label(lab, sizeof lab, at, f->extra_label, extra);
     if (at >= sizeof lab)
-        lab[sizeof lab - 1] = '\0'; /* absurdly long names: truncated */
-    for (size_t i = 0; i < m->n; i++)
-        if (m->s[i].fam == fam && !strcmp(m->s[i].labels, lab))
-            return &m->s[i];
+        lab[sizeof lab - 1] = '\0';
     if (m->n == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 32;
         series *ns = realloc(m->s, nc * sizeof *ns);
@@ -143,9 +168,14 @@ static series *find(hp_gwm *m, int fam, const char *route, const char *target,
     series *s = &m->s[m->n];
     memset(s, 0, sizeof *s);
     s->fam = fam;
+    s->hash = h;
     s->labels = strdup(lab);
-    if (!s->labels)
+    s->key = strdup(key);
+    if (!s->labels || !s->key) {
+        free(s->labels);
+        free(s->key);
         return NULL;
+    }
     m->n++;
     return s;
 }
