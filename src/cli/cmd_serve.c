@@ -54,7 +54,12 @@ static void serve_usage(FILE *f)
         "      --model-name NAME   model id clients must send (default: the model's name)\n"
         "      --chat-template FILE  Jinja chat template to use instead of the model's\n"
         "      --timeout S         connection read/write timeout in seconds (default 600)\n"
-        "  -h, --help              this help\n");
+        "      --api-key KEY       require 'Authorization: Bearer KEY' on every request\n"
+        "                          but GET /health and /metrics (a flag shows in `ps`:\n"
+        "                          prefer HOTPATH_API_KEY)\n"
+        "  -h, --help              this help\n\n"
+        "environment:\n"
+        "  HOTPATH_API_KEY         the API key when --api-key is not given\n");
 }
 
 /* Install --chat-template FILE as the model's template, then parse the
@@ -104,7 +109,7 @@ int hp_cmd_serve(int argc, char **argv)
 {
     enum { O_HOST = 1000, O_PORT, O_PARALLEL, O_MAXQ, O_MAXBODY, O_NAME,
            O_TIMEOUT, O_BATCH, O_KVMEM, O_NOPREFIX, O_QUANT, O_TMPL,
-           O_CONFIG };
+           O_CONFIG, O_APIKEY };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
         {"host", required_argument, NULL, O_HOST},
@@ -122,6 +127,7 @@ int hp_cmd_serve(int argc, char **argv)
         {"quantize", required_argument, NULL, O_QUANT},
         {"chat-template", required_argument, NULL, O_TMPL},
         {"config", required_argument, NULL, O_CONFIG},
+        {"api-key", required_argument, NULL, O_APIKEY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -191,6 +197,10 @@ int hp_cmd_serve(int argc, char **argv)
         case O_CONFIG:
             config_path = optarg;
             break;
+        case O_APIKEY:
+            so.api_key = optarg;
+            ok = optarg[0] != '\0';
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -211,6 +221,18 @@ int hp_cmd_serve(int argc, char **argv)
             port_set = true;
         else if (c != O_CONFIG && c != O_MAXBODY)
             other_set = true;
+    }
+    /* the environment keeps the key out of `ps`; the flag wins */
+    const char *env_key = getenv("HOTPATH_API_KEY");
+    if (env_key && config_path) {
+        fprintf(stderr, "hotpath serve: HOTPATH_API_KEY is ignored with "
+                "--config (the gateway's keys are set in the config)\n");
+    } else if (!so.api_key && env_key && !env_key[0]) {
+        fprintf(stderr, "hotpath serve: HOTPATH_API_KEY is set but empty: "
+                "give a key or unset it\n");
+        return 2;
+    } else if (!so.api_key) {
+        so.api_key = env_key;
     }
     if (config_path) {
         if (optind < argc) {

@@ -63,38 +63,134 @@ const char *hp_http_err_type(int status)
     }
 }
 
+/* Phrases of RFC 9110 (413 and 422 under their RFC 7231/4918 names, which
+ * clients and libevent still print), the WebDAV/RFC 6585 codes an upstream
+ * may send through the gateway, and nginx's 499 for a client that left.
+ * A status outside the table gets its class's generic phrase, never a
+ * wrong specific one (the gateway relays upstream statuses verbatim). */
 const char *hp_http_err_reason(int status)
 {
     switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 205:
+        return "Reset Content";
+    case 206:
+        return "Partial Content";
+    case 300:
+        return "Multiple Choices";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Payload Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Entity";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
     case 429:
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
     case 501:
         return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 511:
+        return "Network Authentication Required";
     default:
-        return status >= 500 ? "Internal Server Error" : "Error";
+        break;
     }
+    if (status >= 500 && status <= 599)
+        return "Server Error";
+    if (status >= 400 && status <= 499)
+        return "Client Error";
+    if (status >= 300 && status <= 399)
+        return "Redirection";
+    if (status >= 200 && status <= 299)
+        return "Success";
+    return status >= 100 && status <= 199 ? "Informational" : "Unknown";
 }
 
 void hp_http_err_send(struct evhttp_request *req, int status,

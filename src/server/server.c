@@ -29,6 +29,9 @@
  * are answered at once. A chunked body over the limit is still refused by
  * libevent (evhttp_set_max_body_size); http_err.c rewrites its HTML pages
  * to OpenAI JSON. libevent's own log lines go through on_libevent_log.
+ *
+ * With an API key (opts.api_key), auth_ok runs after those framing checks
+ * and before routing, so no body is parsed for an unauthorised client.
  * Knows HTTP and JSON; never sees a tensor. */
 #include "server/server.h"
 
@@ -44,6 +47,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -93,6 +98,8 @@ struct hp_server {
     int n_reqs;
     bool stopping;
     bool no_signals;            /* the embedding process owns SIGINT/TERM */
+    bool auth;                  /* an API key is required (opts.api_key) */
+    unsigned char key_sha[32];  /* SHA-256 of the key; the key is not kept */
 };
 
 /* One engine event, copied off the scheduler thread. */
@@ -665,6 +672,47 @@ static const route routes[] = {
     {"/metrics", EVHTTP_REQ_GET, "GET, HEAD", R_METRICS},
 };
 
+/* The API key check: true when req may go on, else it was answered 401.
+ * p is the normalised path without /v1. GET/HEAD /health and /metrics stay
+ * open: load balancers' probes and Prometheus scrapers usually carry no
+ * key, and vLLM leaves them open too. The Bearer token is hashed and the
+ * digests compared with CRYPTO_memcmp, so the time taken reveals neither
+ * the key's bytes nor its length. A second Authorization header is
+ * refused rather than guessing which one counts. */
+static bool auth_ok(const hp_server *srv, struct evhttp_request *req,
+                    const char *p, enum evhttp_cmd_type method)
+{
+    if (!srv->auth || ((method == EVHTTP_REQ_GET ||
+                        method == EVHTTP_REQ_HEAD) &&
+                       (!strcmp(p, "/health") || !strcmp(p, "/metrics"))))
+        return true;
+    const struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *a = NULL;
+    int n = 0;
+    for (const struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next)
+        if (!evutil_ascii_strcasecmp(kv->key, "Authorization")) {
+            a = kv->value;
+            n++;
+        }
+    const char *msg = "Incorrect API key provided";
+    if (!a || (n == 1 && evutil_ascii_strncasecmp(a, "Bearer ", 7) != 0)) {
+        msg = "Missing API key: send it as 'Authorization: Bearer KEY'";
+    } else if (n == 1) {
+        const char *k = a + 7;
+        while (*k == ' ')
+            k++;
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int dl = 0;
+        if (*k && EVP_Digest(k, strlen(k), d, &dl, EVP_sha256(), NULL) == 1 &&
+            dl == sizeof srv->key_sha &&
+            CRYPTO_memcmp(d, srv->key_sha, sizeof srv->key_sha) == 0)
+            return true;
+    }
+    hp_http_err_send(req, 401, "invalid_request_error", NULL,
+                     "invalid_api_key", msg, "WWW-Authenticate", "Bearer");
+    return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     hp_server *srv = arg;
@@ -696,6 +744,8 @@ static void on_request(struct evhttp_request *req, void *arg)
             return;
         }
     }
+    if (!auth_ok(srv, req, p, method))
+        return;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const route *rt = &routes[i];
         size_t rl = strlen(rt->path);
@@ -984,6 +1034,17 @@ hp_err hp_server_new(hp_engine *e, const hp_server_opts *o, hp_server **out,
     hp_err err = HP_ERR_NOMEM;
     if (!srv->model_name || !srv->host)
         goto fail;
+    if (o->api_key && o->api_key[0]) {
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int dl = 0;
+        if (EVP_Digest(o->api_key, strlen(o->api_key), d, &dl, EVP_sha256(),
+                       NULL) != 1 || dl != sizeof srv->key_sha) {
+            err = hp_errf(eb, HP_ERR_INTERNAL, "cannot hash the API key");
+            goto fail;
+        }
+        memcpy(srv->key_sha, d, sizeof srv->key_sha);
+        srv->auth = true;
+    }
     /* The engine re-activates a stream's wake event for every token, and
      * libevent by default runs active callbacks as long as any are queued.
      * Bound each pass (poll after 16 callbacks or 5 ms) so many fast

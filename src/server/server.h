@@ -2,7 +2,7 @@
  *
  * Routes POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
  * GET /health and GET /metrics (also without the /v1 prefix) to one
- * hp_engine. Runs a
+ * hp_engine, optionally behind an API key (opts.api_key). Runs a
  * single event-loop thread; the engine delivers events on its scheduler
  * thread, which the server copies into a per-request queue and hands to the
  * loop with event_active(). Knows HTTP and JSON; never sees a tensor.
@@ -28,6 +28,13 @@ typedef struct hp_server_opts {
     int no_signals;         /* non-zero: do not stop on SIGINT/SIGTERM (an
                                embedding process, e.g. the gateway, owns
                                them and calls hp_server_stop) */
+    const char *api_key;    /* borrows; NULL or "" = no auth. When set,
+                               every request but GET/HEAD /health and
+                               /metrics needs "Authorization: Bearer KEY"
+                               (else 401 invalid_api_key). Probes and
+                               Prometheus scrapers usually carry no key,
+                               and vLLM leaves those two open as well.
+                               Only a SHA-256 of it is kept; never logged */
 } hp_server_opts;
 
 void hp_server_opts_default(hp_server_opts *o);
