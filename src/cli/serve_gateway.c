@@ -8,6 +8,8 @@
  * Everything else goes to stderr. SIGINT/SIGTERM stop the gateway, then
  * the local servers. */
 #include <libgen.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ typedef struct local {
     pthread_t th;
     bool running;
     char url[96];
+    char key[65];  /* the loopback server's bearer key (random per run) */
 } local;
 
 static void *run_local(void *arg)
@@ -95,6 +98,17 @@ static int start_local(const hp_gwconf *c, size_t i, local *l)
     so.model_name = cm->name;
     so.metrics = l->met;
     so.no_signals = 1;
+    /* The loopback port is reachable by any local user: a random key keeps
+     * clients from bypassing the gateway's keys, budgets and ledger. */
+    unsigned char rnd[32];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        fprintf(stderr, "hotpath serve: no random bytes for a local key\n");
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof rnd; k++)
+        snprintf(l->key + 2 * k, 3, "%02x", rnd[k]);
+    OPENSSL_cleanse(rnd, sizeof rnd);
+    so.api_key = l->key;
     if (hp_server_new(l->e, &so, &l->srv, &eb) != HP_OK) {
         fprintf(stderr, "hotpath serve: models[%zu] '%s': %s\n", i, cm->name,
                 eb.msg);
@@ -132,10 +146,11 @@ int hp_serve_gateway(const char *config_path, const char *host, int port,
     int rc = 1;
     local *locs = calloc(c->n_models + 1, sizeof *locs);
     const char **urls = calloc(c->n_models + 1, sizeof *urls);
+    const char **keys = calloc(c->n_models + 1, sizeof *keys);
     int *par = calloc(c->n_models + 1, sizeof *par);
     char *db = NULL;
     hp_gw *g = NULL;
-    if (!locs || !urls || !par)
+    if (!locs || !urls || !par || !keys)
         goto done;
     char dflt[1024];
     if (c->database)
@@ -164,11 +179,13 @@ int hp_serve_gateway(const char *config_path, const char *host, int port,
         if (start_local(c, i, &locs[i]) != 0)
             goto done;
         urls[i] = locs[i].url;
+        keys[i] = locs[i].key;
         par[i] = hp_engine_options(locs[i].e)->parallel;
     }
     hp_gw_opts o = {
         .host = host, .port = port, .local_urls = urls,
-        .local_parallel = par, .db_path = db, .max_body = max_body,
+        .local_parallel = par, .local_keys = keys, .db_path = db,
+        .max_body = max_body,
         .count = c->n_models ? count_tokens : NULL,
         .count_ud = c->n_models ? locs[0].m->vocab : NULL};
     if (hp_gw_new(c, &o, &g, &eb) != HP_OK) {
@@ -199,8 +216,10 @@ done:
         hp_engine_free(l->e);
         hp_metrics_free(l->met);
         hp_model_free(l->m);
+        OPENSSL_cleanse(l->key, sizeof l->key);
     }
     free(locs);
+    free(keys);
     free(urls);
     free(par);
     free(db);

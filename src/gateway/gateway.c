@@ -858,7 +858,8 @@ hp_err hp_gw_new(const hp_gwconf *c, const hp_gw_opts *o, hp_gw **out,
     g->local_urls = calloc(c->n_models + 1, sizeof *g->local_urls);
     g->local_parallel = calloc(c->n_models + 1, sizeof *g->local_parallel);
     g->up_keys = calloc(c->n_upstreams + 1, sizeof *g->up_keys);
-    if (!g->local_urls || !g->local_parallel || !g->up_keys)
+    g->local_keys = calloc(c->n_models + 1, sizeof *g->local_keys);
+    if (!g->local_urls || !g->local_parallel || !g->up_keys || !g->local_keys)
         goto fail;
     for (size_t i = 0; i < c->n_models; i++) {
         if (!o->local_urls || !o->local_urls[i]) {
@@ -870,6 +871,9 @@ hp_err hp_gw_new(const hp_gwconf *c, const hp_gw_opts *o, hp_gw **out,
         if (!g->local_urls[i])
             goto fail;
         g->local_parallel[i] = o->local_parallel ? o->local_parallel[i] : 1;
+        if (o->local_keys && o->local_keys[i] &&
+            !(g->local_keys[i] = strdup(o->local_keys[i])))
+            goto fail;
     }
     for (size_t i = 0; i < c->n_upstreams; i++) {
         const char *env = c->upstreams[i].api_key_env;
@@ -1014,6 +1018,10 @@ void hp_gw_free(hp_gw *g)
     if (g->up_keys)
         for (size_t i = 0; i < g->c->n_upstreams; i++)
             free_secret(g->up_keys[i]);
+    if (g->local_keys)
+        for (size_t i = 0; i < g->c->n_models; i++)
+            free_secret(g->local_keys[i]);
+    free(g->local_keys);
     free_secret(g->admin_key);
     free(g->local_urls);
     free(g->local_parallel);

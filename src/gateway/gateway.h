@@ -31,6 +31,9 @@ typedef struct hp_gw_opts {
                                       for the call */
     const int *local_parallel;     /* per config model: its decode slots
                                       (for the hourly cost share) */
+    const char *const *local_keys; /* per config model: the bearer key its
+                                      loopback server requires, or NULL;
+                                      copied */
     const char *db_path;     /* the resolved database path (keys, ledger) */
     size_t max_body;         /* request body limit; 0 = 8 MiB */
     hp_gw_count_fn count;    /* may be NULL */

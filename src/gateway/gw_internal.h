@@ -53,6 +53,7 @@ struct hp_gw {
     hp_rcache *cache;            /* owns; NULL when off */
     char **local_urls;           /* owns; per config model */
     int *local_parallel;         /* owns */
+    char **local_keys;           /* owns; per config model: secret or NULL */
     char **up_keys;              /* owns; per upstream: secret or NULL */
     char *admin_key;             /* owns; NULL = admin API off */
     hp_gw_count_fn count;

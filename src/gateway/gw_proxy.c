@@ -847,7 +847,7 @@ static void start_attempt(gwreq *r)
                                                        : "/completions");
     }
     char auth[600] = "";
-    const char *key = up ? g->up_keys[t->upstream] : NULL;
+    const char *key = up ? g->up_keys[t->upstream] : g->local_keys[t->local];
     const char *hdrs[6];
     int nh = 0;
     hdrs[nh++] = "Content-Type: application/json";
