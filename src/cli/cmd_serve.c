@@ -28,7 +28,7 @@ static void serve_usage(FILE *f)
 {
     fprintf(f,
         "usage: hotpath serve -m MODEL [options]\n"
-        "       hotpath serve --config FILE [--host HOST] [--port N]\n\n"
+        "       hotpath serve --config FILE [--host HOST] [--port N] [--max-body BYTES]\n\n"
         "Serve MODEL over an OpenAI-compatible HTTP API:\n"
         "  POST /v1/completions, POST /v1/chat/completions, GET /v1/models,\n"
         "  GET /health, GET /metrics (Prometheus; the /v1 prefix is optional).\n\n"
