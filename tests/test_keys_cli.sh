@@ -33,7 +33,7 @@ secret2=$(printf '%s\n' "$out2" | sed -n 's/^secret: //p')
 
 # keys_list_table: both keys, with limits and routes, no secret.
 out=$("$BIN" keys list --db "$db" 2>"$tmp/err"); rc=$?
-[ $rc -eq 0 ] && [[ "$out" == *"$id"*ci*"0.0000/2.50"*"0/5000"*"60/10000"*"chat,code"* ]] \
+[ $rc -eq 0 ] && [[ "$out" == *"$id"*ci*"0/2.5"*"0/5000"*"60/10000"*"chat,code"* ]] \
   && [[ "$out" == *"$id2"* ]] && [[ "$out" != *"${secret#*.}"* ]] \
   && [[ "$out" != *"${secret2#*.}"* ]] && [ ! -s "$tmp/err" ] \
   && ok keys_list_table || bad "keys_list_table (rc $rc, '$out')"

@@ -284,10 +284,10 @@ static int keys_create(int argc, char **argv)
 static void fmt_pair_usd(char *buf, size_t n, json_t *spent, json_t *budget)
 {
     if (json_is_number(budget))
-        snprintf(buf, n, "%.4f/%.2f", json_number_value(spent),
+        snprintf(buf, n, "%.6g/%.6g", json_number_value(spent),
                  json_number_value(budget));
     else
-        snprintf(buf, n, "%.4f/-", json_number_value(spent));
+        snprintf(buf, n, "%.6g/-", json_number_value(spent));
 }
 
 static void fmt_pair_int(char *buf, size_t n, json_t *a, json_t *b,
@@ -319,7 +319,7 @@ static void print_table(json_t *arr)
         char created[32] = "-";
         if (gmtime_r(&t, &tm))
             strftime(created, sizeof created, "%Y-%m-%d %H:%M", &tm);
-        char usd[48], tok[48], rate[48], routes[600] = "*";
+        char usd[48], tok[48], rate[48], routes[600] = "(all)";
         fmt_pair_usd(usd, sizeof usd, json_object_get(o, "spent_usd"),
                      json_object_get(o, "budget_usd"));
         fmt_pair_int(tok, sizeof tok, json_object_get(o, "spent_tokens"),
