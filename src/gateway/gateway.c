@@ -894,6 +894,9 @@ hp_err hp_gw_new(const hp_gwconf *c, const hp_gw_opts *o, hp_gw **out,
     if (cfg) {
         struct timeval max_iv = {0, 5000};
         event_config_set_max_dispatch_interval(cfg, &max_iv, 16, 0);
+        /* batch epoll_ctl changes per loop pass: curl and evhttp toggle
+         * the same sockets' interest several times per request */
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
         g->base = event_base_new_with_config(cfg);
         event_config_free(cfg);
     }
