@@ -11,37 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/gwjson.h"
+
 /* ---- helpers ------------------------------------------------------------ */
-
-static hp_err oom(hp_errbuf *eb)
-{
-    return hp_errf(eb, HP_ERR_NOMEM, "out of memory");
-}
-
-/* Append a new reference to an array; false on OOM (the reference is
- * released either way, as json_array_append_new does). */
-static bool push(json_t *arr, json_t *v)
-{
-    return v && json_array_append_new(arr, v) == 0;
-}
-
-static bool set(json_t *obj, const char *key, json_t *v)
-{
-    return v && json_object_set_new(obj, key, v) == 0;
-}
-
-static const char *str_field(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
-/* An integer field, or def when absent or not an integer (usage counters
- * are optional and sometimes null in Anthropic events). */
-static int64_t int_field(const json_t *obj, const char *key, int64_t def)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
-}
 
 /* The OpenAI usage object for Anthropic counters: cache reads and writes
  * are prompt tokens too, only billed differently, so prompt_tokens is the
@@ -76,8 +48,8 @@ static hp_err content_blocks(const json_t *content, const char *where,
         return HP_OK;
     if (json_is_string(content)) {
         size_t n = json_string_length(content);
-        if (n > 0 && !push(blocks, text_block(json_string_value(content), n)))
-            return oom(eb);
+        if (n > 0 && !gwj_push(blocks, text_block(json_string_value(content), n)))
+            return gwj_oom(eb);
         return HP_OK;
     }
     if (!json_is_array(content))
@@ -87,7 +59,7 @@ static hp_err content_blocks(const json_t *content, const char *where,
     size_t i;
     const json_t *part;
     json_array_foreach(content, i, part) {
-        const char *type = str_field(part, "type");
+        const char *type = gwj_str(part, "type");
         if (!type)
             return hp_errf(eb, HP_ERR_INVALID, "%s[%zu].type: required",
                            where, i);
@@ -97,8 +69,8 @@ static hp_err content_blocks(const json_t *content, const char *where,
                 return hp_errf(eb, HP_ERR_INVALID,
                                "%s[%zu].text: must be a string", where, i);
             size_t n = json_string_length(t);
-            if (n > 0 && !push(blocks, text_block(json_string_value(t), n)))
-                return oom(eb);
+            if (n > 0 && !gwj_push(blocks, text_block(json_string_value(t), n)))
+                return gwj_oom(eb);
         } else if (strcmp(type, "image_url") == 0 ||
                    strcmp(type, "input_image") == 0 ||
                    strcmp(type, "image") == 0) {
@@ -112,9 +84,9 @@ static hp_err content_blocks(const json_t *content, const char *where,
                            "upstreams", where, type);
         } else if (strcmp(type, "refusal") == 0) {
             /* An assistant's earlier refusal is plain text to Anthropic. */
-            const char *r = str_field(part, "refusal");
-            if (r && *r && !push(blocks, text_block(r, strlen(r))))
-                return oom(eb);
+            const char *r = gwj_str(part, "refusal");
+            if (r && *r && !gwj_push(blocks, text_block(r, strlen(r))))
+                return gwj_oom(eb);
         } else {
             return hp_errf(eb, HP_ERR_INVALID,
                            "%s[%zu].type: unsupported content part type '%.40s'",
@@ -138,9 +110,9 @@ static hp_err tool_use_blocks(const json_t *calls, size_t mi, json_t *blocks,
     size_t j;
     const json_t *call;
     json_array_foreach(calls, j, call) {
-        const char *id = str_field(call, "id");
+        const char *id = gwj_str(call, "id");
         const json_t *fn = json_object_get(call, "function");
-        const char *name = str_field(fn, "name");
+        const char *name = gwj_str(fn, "name");
         if (!id || !*id)
             return hp_errf(eb, HP_ERR_INVALID,
                            "messages[%zu].tool_calls[%zu].id: required", mi, j);
@@ -173,11 +145,11 @@ static hp_err tool_use_blocks(const json_t *calls, size_t mi, json_t *blocks,
                            "must be a JSON string", mi, j);
         }
         if (!input)
-            return oom(eb);
+            return gwj_oom(eb);
         json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use",
                               "id", id, "name", name, "input", input);
-        if (!push(blocks, b))
-            return oom(eb);
+        if (!gwj_push(blocks, b))
+            return gwj_oom(eb);
     }
     return HP_OK;
 }
@@ -186,7 +158,7 @@ static hp_err tool_use_blocks(const json_t *calls, size_t mi, json_t *blocks,
 static hp_err tool_result_block(const json_t *msg, size_t mi, json_t *blocks,
                                 hp_errbuf *eb)
 {
-    const char *tid = str_field(msg, "tool_call_id");
+    const char *tid = gwj_str(msg, "tool_call_id");
     if (!tid || !*tid)
         return hp_errf(eb, HP_ERR_INVALID,
                        "messages[%zu].tool_call_id: required", mi);
@@ -199,7 +171,7 @@ static hp_err tool_result_block(const json_t *msg, size_t mi, json_t *blocks,
         snprintf(where, sizeof where, "messages[%zu].content", mi);
         c = json_array();
         if (!c)
-            return oom(eb);
+            return gwj_oom(eb);
         hp_err rc = content_blocks(content, where, c, eb);
         if (rc != HP_OK) {
             json_decref(c);
@@ -215,10 +187,10 @@ static hp_err tool_result_block(const json_t *msg, size_t mi, json_t *blocks,
     if (!c || !b || (!empty && json_object_set(b, "content", c) != 0)) {
         json_decref(c);
         json_decref(b);
-        return oom(eb);
+        return gwj_oom(eb);
     }
     json_decref(c);
-    return push(blocks, b) ? HP_OK : oom(eb);
+    return gwj_push(blocks, b) ? HP_OK : gwj_oom(eb);
 }
 
 /* Append blocks as a turn of `role`, merged into the previous turn when it
@@ -228,11 +200,11 @@ static hp_err add_turn(json_t *msgs, const char *role, json_t *blocks,
 {
     size_t n = json_array_size(msgs);
     json_t *last = n ? json_array_get(msgs, n - 1) : NULL;
-    if (last && strcmp(str_field(last, "role"), role) == 0)
+    if (last && strcmp(gwj_str(last, "role"), role) == 0)
         return json_array_extend(json_object_get(last, "content"), blocks) == 0
-                   ? HP_OK : oom(eb);
+                   ? HP_OK : gwj_oom(eb);
     json_t *m = json_pack("{s:s, s:O}", "role", role, "content", blocks);
-    return push(msgs, m) ? HP_OK : oom(eb);
+    return gwj_push(msgs, m) ? HP_OK : gwj_oom(eb);
 }
 
 /* Final touches on a merged turn: tool_result blocks first (Anthropic
@@ -242,29 +214,29 @@ static hp_err finish_turn(json_t *m, hp_errbuf *eb)
 {
     json_t *blocks = json_object_get(m, "content");
     size_t n = json_array_size(blocks);
-    if (strcmp(str_field(m, "role"), "user") == 0) {
+    if (strcmp(gwj_str(m, "role"), "user") == 0) {
         json_t *sorted = json_array();
         if (!sorted)
-            return oom(eb);
+            return gwj_oom(eb);
         for (int pass = 0; pass < 2; pass++) {
             for (size_t i = 0; i < n; i++) {
                 json_t *b = json_array_get(blocks, i);
-                bool tr = strcmp(str_field(b, "type"), "tool_result") == 0;
+                bool tr = strcmp(gwj_str(b, "type"), "tool_result") == 0;
                 if (tr == (pass == 0) && json_array_append(sorted, b) != 0) {
                     json_decref(sorted);
-                    return oom(eb);
+                    return gwj_oom(eb);
                 }
             }
         }
         if (json_object_set_new(m, "content", sorted) != 0)
-            return oom(eb);
+            return gwj_oom(eb);
         blocks = sorted;
     }
     json_t *b0 = json_array_get(blocks, 0);
-    if (n == 1 && strcmp(str_field(b0, "type"), "text") == 0) {
+    if (n == 1 && strcmp(gwj_str(b0, "type"), "text") == 0) {
         json_t *s = json_object_get(b0, "text");
         if (json_object_set(m, "content", s) != 0)
-            return oom(eb);
+            return gwj_oom(eb);
     }
     return HP_OK;
 }
@@ -281,13 +253,13 @@ static hp_err map_messages(const json_t *oai, json_t *out, hp_errbuf *eb)
     json_t *blocks = NULL;
     hp_err rc = HP_OK;
     if (!system || !turns) {
-        rc = oom(eb);
+        rc = gwj_oom(eb);
         goto fail;
     }
     size_t i;
     const json_t *msg;
     json_array_foreach(msgs, i, msg) {
-        const char *role = str_field(msg, "role");
+        const char *role = gwj_str(msg, "role");
         char where[48];
         snprintf(where, sizeof where, "messages[%zu].content", i);
         if (!role) {
@@ -303,7 +275,7 @@ static hp_err map_messages(const json_t *oai, json_t *out, hp_errbuf *eb)
         }
         blocks = json_array();
         if (!blocks) {
-            rc = oom(eb);
+            rc = gwj_oom(eb);
             goto fail;
         }
         const char *arole = "user";
@@ -343,11 +315,11 @@ static hp_err map_messages(const json_t *oai, json_t *out, hp_errbuf *eb)
      * with an assistant greeting gets a minimal user turn in front rather
      * than a refusal: the greeting is kept and the model sees no new
      * instruction. */
-    if (strcmp(str_field(json_array_get(turns, 0), "role"), "user") != 0) {
+    if (strcmp(gwj_str(json_array_get(turns, 0), "role"), "user") != 0) {
         json_t *u = json_pack("{s:s, s:[{s:s, s:s}]}", "role", "user",
                               "content", "type", "text", "text", ".");
         if (!u || json_array_insert_new(turns, 0, u) != 0) {
-            rc = oom(eb);
+            rc = gwj_oom(eb);
             goto fail;
         }
     }
@@ -358,21 +330,21 @@ static hp_err map_messages(const json_t *oai, json_t *out, hp_errbuf *eb)
     }
     size_t ns = json_array_size(system);
     if (ns == 1) {
-        if (!set(out, "system", json_incref(json_object_get(
+        if (!gwj_set(out, "system", json_incref(json_object_get(
                                     json_array_get(system, 0), "text")))) {
-            rc = oom(eb);
+            rc = gwj_oom(eb);
             goto fail;
         }
     } else if (ns > 1) {
         /* Several system pieces stay separate text blocks: no separator to
          * invent, and Anthropic reads them in order. */
         if (json_object_set(out, "system", system) != 0) {
-            rc = oom(eb);
+            rc = gwj_oom(eb);
             goto fail;
         }
     }
     if (json_object_set(out, "messages", turns) != 0)
-        rc = oom(eb);
+        rc = gwj_oom(eb);
 fail:
     json_decref(blocks);
     json_decref(system);
@@ -397,11 +369,11 @@ static hp_err map_tools(const json_t *oai, json_t *out, hp_errbuf *eb)
 
     json_t *atools = json_array();
     if (!atools)
-        return oom(eb);
+        return gwj_oom(eb);
     size_t i;
     const json_t *t;
     json_array_foreach(tools, i, t) {
-        const char *type = str_field(t, "type");
+        const char *type = gwj_str(t, "type");
         if (type && strcmp(type, "function") != 0) {
             json_decref(atools);
             return hp_errf(eb, HP_ERR_INVALID,
@@ -409,7 +381,7 @@ static hp_err map_tools(const json_t *oai, json_t *out, hp_errbuf *eb)
                            "supported for anthropic upstreams", i);
         }
         const json_t *fn = json_object_get(t, "function");
-        const char *name = str_field(fn, "name");
+        const char *name = gwj_str(fn, "name");
         if (!name || !*name) {
             json_decref(atools);
             return hp_errf(eb, HP_ERR_INVALID,
@@ -422,15 +394,15 @@ static hp_err map_tools(const json_t *oai, json_t *out, hp_errbuf *eb)
                                          "properties");
         json_t *at = json_pack("{s:s, s:o}", "name", name, "input_schema",
                                schema);
-        const char *desc = str_field(fn, "description");
-        if (!at || (desc && !set(at, "description", json_string(desc))) ||
-            !push(atools, at)) {
+        const char *desc = gwj_str(fn, "description");
+        if (!at || (desc && !gwj_set(at, "description", json_string(desc))) ||
+            !gwj_push(atools, at)) {
             json_decref(atools);
-            return oom(eb);
+            return gwj_oom(eb);
         }
     }
-    if (!set(out, "tools", atools))
-        return oom(eb);
+    if (!gwj_set(out, "tools", atools))
+        return gwj_oom(eb);
 
     json_t *tc = NULL;
     if (json_is_string(choice)) {
@@ -443,7 +415,7 @@ static hp_err map_tools(const json_t *oai, json_t *out, hp_errbuf *eb)
             return hp_errf(eb, HP_ERR_INVALID,
                            "tool_choice: unknown value '%.40s'", c);
     } else if (json_is_object(choice)) {
-        const char *name = str_field(json_object_get(choice, "function"),
+        const char *name = gwj_str(json_object_get(choice, "function"),
                                      "name");
         if (!name || !*name)
             return hp_errf(eb, HP_ERR_INVALID,
@@ -459,11 +431,11 @@ static hp_err map_tools(const json_t *oai, json_t *out, hp_errbuf *eb)
         if (tc && json_object_set_new(tc, "disable_parallel_tool_use",
                                       json_true()) != 0) {
             json_decref(tc);
-            return oom(eb);
+            return gwj_oom(eb);
         }
     }
-    if (tc && !set(out, "tool_choice", tc))
-        return oom(eb);
+    if (tc && !gwj_set(out, "tool_choice", tc))
+        return gwj_oom(eb);
     return HP_OK;
 }
 
@@ -484,7 +456,7 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
                        "logprobs: not supported for anthropic upstreams");
     const json_t *rf = json_object_get(oai, "response_format");
     if (json_is_object(rf)) {
-        const char *type = str_field(rf, "type");
+        const char *type = gwj_str(rf, "type");
         if (type && strcmp(type, "text") != 0)
             return hp_errf(eb, HP_ERR_INVALID,
                            "response_format: type '%.40s' is not supported "
@@ -504,8 +476,8 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
                            keys[k]);
         max_tokens = json_integer_value(v);
     }
-    if (!set(out, "max_tokens", json_integer(max_tokens)))
-        return oom(eb);
+    if (!gwj_set(out, "max_tokens", json_integer(max_tokens)))
+        return gwj_oom(eb);
 
     const json_t *temp = json_object_get(oai, "temperature");
     if (temp && !json_is_null(temp)) {
@@ -515,8 +487,8 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
         /* OpenAI allows up to 2, Anthropic up to 1: clamp instead of
          * failing, the closest behaviour available. */
         double t = json_number_value(temp);
-        if (!set(out, "temperature", json_real(t > 1.0 ? 1.0 : t)))
-            return oom(eb);
+        if (!gwj_set(out, "temperature", json_real(t > 1.0 ? 1.0 : t)))
+            return gwj_oom(eb);
     }
     const json_t *top_p = json_object_get(oai, "top_p");
     if (top_p && !json_is_null(top_p)) {
@@ -524,20 +496,20 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
         if (!json_is_number(top_p) || p < 0 || p > 1)
             return hp_errf(eb, HP_ERR_INVALID,
                            "top_p: must be a number in [0, 1]");
-        if (!set(out, "top_p", json_real(p)))
-            return oom(eb);
+        if (!gwj_set(out, "top_p", json_real(p)))
+            return gwj_oom(eb);
     }
 
     const json_t *stop = json_object_get(oai, "stop");
     if (stop && !json_is_null(stop)) {
         json_t *seqs = json_array();
         if (!seqs)
-            return oom(eb);
+            return gwj_oom(eb);
         if (json_is_string(stop)) {
             if (json_string_length(stop) > 0 &&
                 json_array_append(seqs, (json_t *)stop) != 0) {
                 json_decref(seqs);
-                return oom(eb);
+                return gwj_oom(eb);
             }
         } else if (json_is_array(stop)) {
             size_t i;
@@ -551,7 +523,7 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
                 if (json_string_length(s) > 0 &&
                     json_array_append(seqs, (json_t *)s) != 0) {
                     json_decref(seqs);
-                    return oom(eb);
+                    return gwj_oom(eb);
                 }
             }
         } else {
@@ -561,12 +533,12 @@ static hp_err map_params(const json_t *oai, json_t *out, hp_errbuf *eb)
         }
         if (json_array_size(seqs) == 0)
             json_decref(seqs);
-        else if (!set(out, "stop_sequences", seqs))
-            return oom(eb);
+        else if (!gwj_set(out, "stop_sequences", seqs))
+            return gwj_oom(eb);
     }
     if (json_is_true(json_object_get(oai, "stream")) &&
-        !set(out, "stream", json_true()))
-        return oom(eb);
+        !gwj_set(out, "stream", json_true()))
+        return gwj_oom(eb);
     return HP_OK;
 }
 
@@ -580,7 +552,7 @@ hp_err hp_anth_request(const json_t *oai, const char *model, json_t **out,
         return hp_errf(eb, HP_ERR_INVALID, "model: required");
     json_t *r = json_pack("{s:s}", "model", model);
     if (!r)
-        return oom(eb);
+        return gwj_oom(eb);
     hp_err rc = map_params(oai, r, eb);
     if (rc == HP_OK)
         rc = map_messages(oai, r, eb);
@@ -615,7 +587,7 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
                         const char *model, json_t **out, hp_errbuf *eb)
 {
     *out = NULL;
-    const char *type = str_field(anth, "type");
+    const char *type = gwj_str(anth, "type");
     const json_t *content = json_object_get(anth, "content");
     if (!json_is_object(anth) || (type && strcmp(type, "message") != 0) ||
         !json_is_array(content))
@@ -629,7 +601,7 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
     size_t i;
     const json_t *b;
     json_array_foreach(content, i, b) {
-        const char *bt = str_field(b, "type");
+        const char *bt = gwj_str(b, "type");
         if (bt && strcmp(bt, "text") == 0) {
             any_text = true;
             tlen += json_string_length(json_object_get(b, "text"));
@@ -640,12 +612,12 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
     json_t *msg = NULL;
     hp_err rc = HP_OK;
     if (!text || !calls) {
-        rc = oom(eb);
+        rc = gwj_oom(eb);
         goto fail;
     }
     size_t off = 0;
     json_array_foreach(content, i, b) {
-        const char *bt = str_field(b, "type");
+        const char *bt = gwj_str(b, "type");
         if (!bt)
             continue;
         if (strcmp(bt, "text") == 0) {
@@ -655,8 +627,8 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
                 memcpy(text + off, json_string_value(t), n);
             off += n;
         } else if (strcmp(bt, "tool_use") == 0) {
-            const char *tid = str_field(b, "id");
-            const char *name = str_field(b, "name");
+            const char *tid = gwj_str(b, "id");
+            const char *name = gwj_str(b, "name");
             if (!tid || !name) {
                 rc = hp_errf(eb, HP_ERR_FORMAT,
                              "anthropic response: content[%zu]: tool_use "
@@ -673,8 +645,8 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
                                          "arguments", args)
                              : NULL;
             free(args);
-            if (!push(calls, c)) {
-                rc = oom(eb);
+            if (!gwj_push(calls, c)) {
+                rc = gwj_oom(eb);
                 goto fail;
             }
         }
@@ -686,23 +658,23 @@ hp_err hp_anth_response(const json_t *anth, const char *id, int64_t created,
                     any_text ? json_stringn(text, off) : json_null());
     if (!msg || (json_array_size(calls) > 0 &&
                  json_object_set(msg, "tool_calls", calls) != 0)) {
-        rc = oom(eb);
+        rc = gwj_oom(eb);
         goto fail;
     }
     const json_t *u = json_object_get(anth, "usage");
-    json_t *usage = usage_obj(int_field(u, "input_tokens", 0),
-                              int_field(u, "cache_read_input_tokens", 0),
-                              int_field(u, "cache_creation_input_tokens", 0),
-                              int_field(u, "output_tokens", 0));
+    json_t *usage = usage_obj(gwj_int(u, "input_tokens", 0),
+                              gwj_int(u, "cache_read_input_tokens", 0),
+                              gwj_int(u, "cache_creation_input_tokens", 0),
+                              gwj_int(u, "output_tokens", 0));
     json_t *r = json_pack(
         "{s:s, s:s, s:I, s:s, s:[{s:i, s:O, s:n, s:s}], s:o}",
         "id", id ? id : "", "object", "chat.completion",
         "created", (json_int_t)created, "model", model ? model : "",
         "choices", "index", 0, "message", msg, "logprobs",
-        "finish_reason", hp_anth_finish_reason(str_field(anth, "stop_reason")),
+        "finish_reason", hp_anth_finish_reason(gwj_str(anth, "stop_reason")),
         "usage", usage);
     if (!r) {
-        rc = oom(eb);
+        rc = gwj_oom(eb);
         goto fail;
     }
     *out = r;
@@ -751,8 +723,8 @@ json_t *hp_anth_error(const char *body, size_t len, int status)
     const json_t *err = json_object_get(doc, "error");
     const char *msg = NULL, *atype = NULL;
     if (json_is_object(err)) {
-        msg = str_field(err, "message");
-        atype = str_field(err, "type");
+        msg = gwj_str(err, "message");
+        atype = gwj_str(err, "type");
     } else if (json_is_string(err)) {
         msg = json_string_value(err); /* {"error": "text"} from proxies */
     }
@@ -814,14 +786,14 @@ static hp_err emit_chunk(hp_anth_stream *s, json_t *delta, const char *finish,
                          hp_anth_emit emit, void *ud, hp_errbuf *eb)
 {
     if (!delta)
-        return oom(eb);
+        return gwj_oom(eb);
     json_t *c = json_pack(
         "{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s?}]}", "id", s->id,
         "object", "chat.completion.chunk", "created", (json_int_t)s->created,
         "model", s->model, "choices", "index", 0, "delta", delta, "logprobs",
         "finish_reason", finish);
     if (!c)
-        return oom(eb);
+        return gwj_oom(eb);
     emit(c, ud);
     return HP_OK;
 }
@@ -855,18 +827,18 @@ static hp_err text_chunk(hp_anth_stream *s, const json_t *text,
  * cumulative input counts too). */
 static void take_usage(hp_anth_stream *s, const json_t *u)
 {
-    s->input_tokens = int_field(u, "input_tokens", s->input_tokens);
-    s->cache_read = int_field(u, "cache_read_input_tokens", s->cache_read);
-    s->cache_creation = int_field(u, "cache_creation_input_tokens",
+    s->input_tokens = gwj_int(u, "input_tokens", s->input_tokens);
+    s->cache_read = gwj_int(u, "cache_read_input_tokens", s->cache_read);
+    s->cache_creation = gwj_int(u, "cache_creation_input_tokens",
                                   s->cache_creation);
-    s->output_tokens = int_field(u, "output_tokens", s->output_tokens);
+    s->output_tokens = gwj_int(u, "output_tokens", s->output_tokens);
 }
 
 static hp_err on_block_start(hp_anth_stream *s, const json_t *ev,
                              hp_anth_emit emit, void *ud, hp_errbuf *eb)
 {
     const json_t *cb = json_object_get(ev, "content_block");
-    const char *type = str_field(cb, "type");
+    const char *type = gwj_str(cb, "type");
     if (!type)
         return hp_errf(eb, HP_ERR_FORMAT,
                        "content_block_start: no content_block.type");
@@ -874,8 +846,8 @@ static hp_err on_block_start(hp_anth_stream *s, const json_t *ev,
         return text_chunk(s, json_object_get(cb, "text"), emit, ud, eb);
     if (strcmp(type, "tool_use") != 0)
         return HP_OK; /* thinking, server tools: nothing to show */
-    const char *id = str_field(cb, "id");
-    const char *name = str_field(cb, "name");
+    const char *id = gwj_str(cb, "id");
+    const char *name = gwj_str(cb, "name");
     if (!id || !name)
         return hp_errf(eb, HP_ERR_FORMAT,
                        "content_block_start: tool_use without id or name");
@@ -893,7 +865,7 @@ static hp_err on_block_delta(hp_anth_stream *s, const json_t *ev,
                              hp_anth_emit emit, void *ud, hp_errbuf *eb)
 {
     const json_t *d = json_object_get(ev, "delta");
-    const char *type = str_field(d, "type");
+    const char *type = gwj_str(d, "type");
     if (!type)
         return hp_errf(eb, HP_ERR_FORMAT, "content_block_delta: no delta.type");
     if (strcmp(type, "text_delta") == 0) {
@@ -926,8 +898,8 @@ static hp_err on_block_delta(hp_anth_stream *s, const json_t *ev,
 static hp_err stream_error(const json_t *doc, hp_errbuf *eb)
 {
     const json_t *err = json_object_get(doc, "error");
-    const char *type = str_field(err, "type");
-    const char *msg = str_field(err, "message");
+    const char *type = gwj_str(err, "type");
+    const char *msg = gwj_str(err, "message");
     return hp_errf(eb, HP_ERR_AGAIN, "anthropic stream error (%.40s): %.180s",
                    type ? type : "unknown", msg ? msg : "no message");
 }
@@ -950,7 +922,7 @@ hp_err hp_anth_stream_event(hp_anth_stream *s, const char *event,
                        "anthropic event '%.40s': data is not a JSON object",
                        event ? event : "");
     }
-    const char *type = str_field(ev, "type");
+    const char *type = gwj_str(ev, "type");
     const char *name = event && *event ? event : type;
     hp_err rc = HP_OK;
     if (!name || (type && strcmp(type, name) != 0)) {
@@ -981,7 +953,7 @@ hp_err hp_anth_stream_event(hp_anth_stream *s, const char *event,
             rc = hp_errf(eb, HP_ERR_FORMAT, "message_delta: no delta");
         } else {
             take_usage(s, json_object_get(ev, "usage"));
-            s->finish = hp_anth_finish_reason(str_field(d, "stop_reason"));
+            s->finish = hp_anth_finish_reason(gwj_str(d, "stop_reason"));
             rc = ensure_started(s, emit, ud, eb);
             if (rc == HP_OK)
                 rc = emit_chunk(s, json_object(), s->finish, emit, ud, eb);
@@ -1005,7 +977,7 @@ hp_err hp_anth_stream_event(hp_anth_stream *s, const char *event,
             if (c)
                 emit(c, ud);
             else
-                rc = oom(eb);
+                rc = gwj_oom(eb);
         }
     }
     /* Unknown event kinds are skipped: Anthropic documents that new ones

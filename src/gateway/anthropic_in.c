@@ -12,36 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- helpers ------------------------------------------------------------ */
+#include "gateway/gwjson.h"
 
-static hp_err oom(hp_errbuf *eb)
-{
-    return hp_errf(eb, HP_ERR_NOMEM, "out of memory");
-}
+/* ---- helpers ------------------------------------------------------------ */
 
 /* Append / set a new reference; false on OOM (the reference is released
  * either way, as the jansson _new calls do). */
-static bool push(json_t *arr, json_t *v)
-{
-    return v && json_array_append_new(arr, v) == 0;
-}
-
-static bool set(json_t *obj, const char *key, json_t *v)
-{
-    return v && json_object_set_new(obj, key, v) == 0;
-}
-
-static const char *str_field(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
-static int64_t int_field(const json_t *obj, const char *key, int64_t def)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
-}
-
 /* Copy src into a fixed buffer, cutting on a UTF-8 boundary so the result
  * stays a valid JSON string (jansson refuses broken UTF-8); a src that was
  * not UTF-8 to begin with keeps only its ASCII, with '?' for the rest. */
@@ -133,7 +109,7 @@ static hp_err text_only(const json_t *content, const char *where,
     *out = NULL;
     if (!content || json_is_null(content)) {
         *out = json_string("");
-        return *out ? HP_OK : oom(eb);
+        return *out ? HP_OK : gwj_oom(eb);
     }
     if (json_is_string(content)) {
         *out = json_incref((json_t *)content);
@@ -147,7 +123,7 @@ static hp_err text_only(const json_t *content, const char *where,
     size_t j;
     const json_t *blk;
     json_array_foreach(content, j, blk) {
-        const char *type = str_field(blk, "type");
+        const char *type = gwj_str(blk, "type");
         const json_t *t = json_object_get(blk, "text");
         if (!type) {
             free(b.p);
@@ -167,7 +143,7 @@ static hp_err text_only(const json_t *content, const char *where,
     }
     *out = sb_json(&b);
     free(b.p);
-    return *out ? HP_OK : oom(eb);
+    return *out ? HP_OK : gwj_oom(eb);
 }
 
 /* A tool_use block -> one OpenAI tool call. input is an object in the
@@ -176,8 +152,8 @@ static hp_err text_only(const json_t *content, const char *where,
 static hp_err tool_call_of(const json_t *blk, const char *where, size_t j,
                            json_t *calls, hp_errbuf *eb)
 {
-    const char *id = str_field(blk, "id");
-    const char *name = str_field(blk, "name");
+    const char *id = gwj_str(blk, "id");
+    const char *name = gwj_str(blk, "name");
     if (!id || !*id)
         return hp_errf(eb, HP_ERR_INVALID, "%s[%zu].id: required", where, j);
     if (!name || !*name)
@@ -190,14 +166,14 @@ static hp_err tool_call_of(const json_t *blk, const char *where, size_t j,
                                  "arguments", args)
                      : NULL;
     free(args);
-    return push(calls, c) ? HP_OK : oom(eb);
+    return gwj_push(calls, c) ? HP_OK : gwj_oom(eb);
 }
 
 /* A tool_result block -> a role "tool" message appended to msgs. */
 static hp_err tool_msg_of(const json_t *blk, const char *where, size_t j,
                           json_t *msgs, hp_errbuf *eb)
 {
-    const char *tid = str_field(blk, "tool_use_id");
+    const char *tid = gwj_str(blk, "tool_use_id");
     if (!tid || !*tid)
         return hp_errf(eb, HP_ERR_INVALID, "%s[%zu].tool_use_id: required",
                        where, j);
@@ -211,7 +187,7 @@ static hp_err tool_msg_of(const json_t *blk, const char *where, size_t j,
         return rc;
     json_t *m = json_pack("{s:s, s:s, s:o}", "role", "tool", "tool_call_id",
                           tid, "content", text);
-    return push(msgs, m) ? HP_OK : oom(eb);
+    return gwj_push(msgs, m) ? HP_OK : gwj_oom(eb);
 }
 
 /* One Messages turn -> OpenAI messages appended to msgs. User turns: the
@@ -220,7 +196,7 @@ static hp_err tool_msg_of(const json_t *blk, const char *where, size_t j,
  * Assistant turns: joined text plus tool_calls in one message. */
 static hp_err map_turn(const json_t *m, size_t i, json_t *msgs, hp_errbuf *eb)
 {
-    const char *role = str_field(m, "role");
+    const char *role = gwj_str(m, "role");
     if (!role)
         return hp_errf(eb, HP_ERR_INVALID, "messages[%zu].role: required", i);
     bool user = strcmp(role, "user") == 0;
@@ -230,7 +206,7 @@ static hp_err map_turn(const json_t *m, size_t i, json_t *msgs, hp_errbuf *eb)
     const json_t *content = json_object_get(m, "content");
     if (json_is_string(content)) {
         json_t *om = json_pack("{s:s, s:O}", "role", role, "content", content);
-        return push(msgs, om) ? HP_OK : oom(eb);
+        return gwj_push(msgs, om) ? HP_OK : gwj_oom(eb);
     }
     if (!json_is_array(content))
         return hp_errf(eb, HP_ERR_INVALID,
@@ -242,13 +218,13 @@ static hp_err map_turn(const json_t *m, size_t i, json_t *msgs, hp_errbuf *eb)
     bool first = true;
     size_t n_results = 0;
     json_t *calls = json_array();
-    hp_err rc = calls ? HP_OK : oom(eb);
+    hp_err rc = calls ? HP_OK : gwj_oom(eb);
     size_t j;
     const json_t *blk;
     json_array_foreach(content, j, blk) {
         if (rc != HP_OK)
             break;
-        const char *type = str_field(blk, "type");
+        const char *type = gwj_str(blk, "type");
         if (!type) {
             rc = hp_errf(eb, HP_ERR_INVALID, "%s[%zu].type: required", where,
                          j);
@@ -278,7 +254,7 @@ static hp_err map_turn(const json_t *m, size_t i, json_t *msgs, hp_errbuf *eb)
         }
     }
     if (rc == HP_OK && b.nomem)
-        rc = oom(eb);
+        rc = gwj_oom(eb);
     bool has_calls = json_array_size(calls) > 0;
     /* A user turn of only tool results adds no user message; any other
      * turn is kept, even empty, so the conversation keeps its shape. */
@@ -288,9 +264,9 @@ static hp_err map_turn(const json_t *m, size_t i, json_t *msgs, hp_errbuf *eb)
                                                        : sb_json(&b));
         if (!om || (has_calls && json_object_set(om, "tool_calls", calls))) {
             json_decref(om);
-            rc = oom(eb);
-        } else if (!push(msgs, om)) {
-            rc = oom(eb);
+            rc = gwj_oom(eb);
+        } else if (!gwj_push(msgs, om)) {
+            rc = gwj_oom(eb);
         }
     }
     free(b.p);
@@ -307,16 +283,16 @@ static hp_err map_messages(const json_t *anth, json_t *out, hp_errbuf *eb)
                        "messages: must be a non-empty array");
     json_t *om = json_array();
     if (!om)
-        return oom(eb);
+        return gwj_oom(eb);
     hp_err rc = HP_OK;
     const json_t *sys = json_object_get(anth, "system");
     if (sys && !json_is_null(sys)) {
         json_t *text = NULL;
         rc = text_only(sys, "system", &text, eb);
         if (rc == HP_OK && json_string_length(text) > 0 &&
-            !push(om, json_pack("{s:s, s:O}", "role", "system", "content",
+            !gwj_push(om, json_pack("{s:s, s:O}", "role", "system", "content",
                                 text)))
-            rc = oom(eb);
+            rc = gwj_oom(eb);
         json_decref(text);
     }
     size_t i;
@@ -327,7 +303,7 @@ static hp_err map_messages(const json_t *anth, json_t *out, hp_errbuf *eb)
         rc = map_turn(m, i, om, eb);
     }
     if (rc == HP_OK && json_object_set(out, "messages", om) != 0)
-        rc = oom(eb);
+        rc = gwj_oom(eb);
     json_decref(om);
     return rc;
 }
@@ -346,12 +322,12 @@ static hp_err map_tools(const json_t *anth, json_t *out, hp_errbuf *eb)
         return HP_OK;
     json_t *otools = json_array();
     if (!otools)
-        return oom(eb);
+        return gwj_oom(eb);
     size_t i;
     const json_t *t;
     json_array_foreach(tools, i, t) {
-        const char *type = str_field(t, "type");
-        const char *name = str_field(t, "name");
+        const char *type = gwj_str(t, "type");
+        const char *name = gwj_str(t, "name");
         if (type && strcmp(type, "custom") != 0) {
             json_decref(otools);
             return hp_errf(eb, HP_ERR_INVALID,
@@ -368,24 +344,24 @@ static hp_err map_tools(const json_t *anth, json_t *out, hp_errbuf *eb)
                              : json_pack("{s:s, s:{}}", "type", "object",
                                          "properties");
         json_t *fn = json_pack("{s:s}", "name", name);
-        const char *desc = str_field(t, "description");
-        if (!fn || (desc && !set(fn, "description", json_string(desc))) ||
-            !set(fn, "parameters", params) ||
-            !push(otools, json_pack("{s:s, s:O}", "type", "function",
+        const char *desc = gwj_str(t, "description");
+        if (!fn || (desc && !gwj_set(fn, "description", json_string(desc))) ||
+            !gwj_set(fn, "parameters", params) ||
+            !gwj_push(otools, json_pack("{s:s, s:O}", "type", "function",
                                     "function", fn))) {
             json_decref(fn);
             json_decref(otools);
-            return oom(eb);
+            return gwj_oom(eb);
         }
         json_decref(fn);
     }
-    if (!set(out, "tools", otools))
-        return oom(eb);
+    if (!gwj_set(out, "tools", otools))
+        return gwj_oom(eb);
 
     const json_t *choice = json_object_get(anth, "tool_choice");
     if (!choice || json_is_null(choice))
         return HP_OK;
-    const char *ct = str_field(choice, "type");
+    const char *ct = gwj_str(choice, "type");
     if (!json_is_object(choice) || !ct)
         return hp_errf(eb, HP_ERR_INVALID, "tool_choice.type: required");
     json_t *tc = NULL;
@@ -396,7 +372,7 @@ static hp_err map_tools(const json_t *anth, json_t *out, hp_errbuf *eb)
     } else if (strcmp(ct, "none") == 0) {
         tc = json_string("none");
     } else if (strcmp(ct, "tool") == 0) {
-        const char *name = str_field(choice, "name");
+        const char *name = gwj_str(choice, "name");
         if (!name || !*name)
             return hp_errf(eb, HP_ERR_INVALID, "tool_choice.name: required");
         tc = json_pack("{s:s, s:{s:s}}", "type", "function", "function",
@@ -405,11 +381,11 @@ static hp_err map_tools(const json_t *anth, json_t *out, hp_errbuf *eb)
         return hp_errf(eb, HP_ERR_INVALID,
                        "tool_choice.type: unknown value '%.40s'", ct);
     }
-    if (!set(out, "tool_choice", tc))
-        return oom(eb);
+    if (!gwj_set(out, "tool_choice", tc))
+        return gwj_oom(eb);
     if (json_is_true(json_object_get(choice, "disable_parallel_tool_use")) &&
-        !set(out, "parallel_tool_calls", json_false()))
-        return oom(eb);
+        !gwj_set(out, "parallel_tool_calls", json_false()))
+        return gwj_oom(eb);
     return HP_OK;
 }
 
@@ -422,7 +398,7 @@ static hp_err copy_number(const json_t *anth, const char *key, json_t *out,
         return HP_OK;
     if (!json_is_number(v) || json_number_value(v) < 0)
         return hp_errf(eb, HP_ERR_INVALID, "%s: must be a number >= 0", key);
-    return json_object_set(out, key, (json_t *)v) == 0 ? HP_OK : oom(eb);
+    return json_object_set(out, key, (json_t *)v) == 0 ? HP_OK : gwj_oom(eb);
 }
 
 /* max_tokens, sampling, stop_sequences, stream. */
@@ -435,7 +411,7 @@ static hp_err map_params(const json_t *anth, json_t *out, hp_errbuf *eb)
         return hp_errf(eb, HP_ERR_INVALID,
                        "max_tokens: must be a positive integer");
     if (json_object_set(out, "max_tokens", (json_t *)mt) != 0)
-        return oom(eb);
+        return gwj_oom(eb);
     hp_err rc = copy_number(anth, "temperature", out, eb);
     if (rc == HP_OK)
         rc = copy_number(anth, "top_p", out, eb);
@@ -455,15 +431,15 @@ static hp_err map_params(const json_t *anth, json_t *out, hp_errbuf *eb)
                                "stop_sequences[%zu]: must be a string", i);
         }
         if (json_array_size(stop) > 0 &&
-            !set(out, "stop", json_deep_copy(stop)))
-            return oom(eb);
+            !gwj_set(out, "stop", json_deep_copy(stop)))
+            return gwj_oom(eb);
     }
     /* The Messages stream always ends with usage; OpenAI only sends it
      * when asked. */
     if (json_is_true(json_object_get(anth, "stream")) &&
-        (!set(out, "stream", json_true()) ||
-         !set(out, "stream_options", json_pack("{s:b}", "include_usage", 1))))
-        return oom(eb);
+        (!gwj_set(out, "stream", json_true()) ||
+         !gwj_set(out, "stream_options", json_pack("{s:b}", "include_usage", 1))))
+        return gwj_oom(eb);
     return HP_OK;
 }
 
@@ -472,12 +448,12 @@ hp_err hp_anth_in_request(const json_t *anth, json_t **out, hp_errbuf *eb)
     *out = NULL;
     if (!json_is_object(anth))
         return hp_errf(eb, HP_ERR_INVALID, "body: must be a JSON object");
-    const char *model = str_field(anth, "model");
+    const char *model = gwj_str(anth, "model");
     if (!model || !*model)
         return hp_errf(eb, HP_ERR_INVALID, "model: required");
     json_t *r = json_pack("{s:s}", "model", model);
     if (!r)
-        return oom(eb);
+        return gwj_oom(eb);
     hp_err rc = map_messages(anth, r, eb);
     if (rc == HP_OK)
         rc = map_params(anth, r, eb);
@@ -525,7 +501,7 @@ static json_t *usage_of(int64_t prompt, int64_t cached, int64_t completion)
 
 static int64_t cached_of(const json_t *usage)
 {
-    return int_field(json_object_get(usage, "prompt_tokens_details"),
+    return gwj_int(json_object_get(usage, "prompt_tokens_details"),
                      "cached_tokens", 0);
 }
 
@@ -538,8 +514,8 @@ static bool tool_blocks(const json_t *calls, json_t *content)
     const json_t *c;
     json_array_foreach(calls, i, c) {
         const json_t *fn = json_object_get(c, "function");
-        const char *id = str_field(c, "id");
-        const char *name = str_field(fn, "name");
+        const char *id = gwj_str(c, "id");
+        const char *name = gwj_str(fn, "name");
         const json_t *args = json_object_get(fn, "arguments");
         json_t *input = NULL;
         if (json_is_string(args)) {
@@ -556,7 +532,7 @@ static bool tool_blocks(const json_t *calls, json_t *content)
         }
         char gen[32];
         snprintf(gen, sizeof gen, "toolu_%zu", i);
-        if (!push(content, json_pack("{s:s, s:s, s:s, s:o}", "type",
+        if (!gwj_push(content, json_pack("{s:s, s:s, s:s, s:o}", "type",
                                      "tool_use", "id", id && *id ? id : gen,
                                      "name", name ? name : "", "input",
                                      input)))
@@ -576,39 +552,39 @@ hp_err hp_anth_in_response(const json_t *oai, const char *model, json_t **out,
                        "openai response: not a chat.completion");
     json_t *content = json_array();
     if (!content)
-        return oom(eb);
+        return gwj_oom(eb);
     const json_t *text = json_object_get(msg, "content");
     if (!json_is_string(text) || json_string_length(text) == 0)
         text = json_object_get(msg, "refusal");
     if (json_is_string(text) && json_string_length(text) > 0 &&
-        !push(content, json_pack("{s:s, s:O}", "type", "text", "text", text))) {
+        !gwj_push(content, json_pack("{s:s, s:O}", "type", "text", "text", text))) {
         json_decref(content);
-        return oom(eb);
+        return gwj_oom(eb);
     }
     const json_t *calls = json_object_get(msg, "tool_calls");
     if (!tool_blocks(calls, content)) {
         json_decref(content);
-        return oom(eb);
+        return gwj_oom(eb);
     }
-    const char *reason = stop_reason(str_field(choice, "finish_reason"));
+    const char *reason = stop_reason(gwj_str(choice, "finish_reason"));
     /* Some OpenAI-compatible servers finish a tool call with "stop"; the
      * Messages client runs tools only on tool_use. */
     if (json_array_size(calls) > 0 && strcmp(reason, "end_turn") == 0)
         reason = "tool_use";
     const json_t *u = json_object_get(oai, "usage");
-    const char *cid = str_field(oai, "id");
+    const char *cid = gwj_str(oai, "id");
     char id[128];
     snprintf(id, sizeof id, "msg_%.100s", cid && *cid ? cid : "hotpath");
     if (!model)
-        model = str_field(oai, "model");
+        model = gwj_str(oai, "model");
     json_t *r = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:o}", "id", id, "type", "message", "role", "assistant", "model",
         model ? model : "", "content", content, "stop_reason", reason,
         "stop_sequence", "usage",
-        usage_of(int_field(u, "prompt_tokens", 0), cached_of(u),
-                 int_field(u, "completion_tokens", 0)));
+        usage_of(gwj_int(u, "prompt_tokens", 0), cached_of(u),
+                 gwj_int(u, "completion_tokens", 0)));
     if (!r)
-        return oom(eb);
+        return gwj_oom(eb);
     *out = r;
     return HP_OK;
 }
@@ -648,7 +624,7 @@ json_t *hp_anth_in_error(const char *body, size_t len, int status)
     const json_t *err = json_object_get(doc, "error");
     const char *msg = NULL;
     if (json_is_object(err))
-        msg = str_field(err, "message");
+        msg = gwj_str(err, "message");
     else if (json_is_string(err))
         msg = json_string_value(err); /* {"error": "text"} from proxies */
     json_t *jmsg = msg && *msg ? json_string(msg) : NULL;
@@ -715,13 +691,13 @@ static bool start(hp_anth_out *s, const json_t *chunk, hp_anth_out_write w,
         return true;
     s->started = true;
     if (!s->id[0]) {
-        const char *cid = str_field(chunk, "id");
+        const char *cid = gwj_str(chunk, "id");
         char id[sizeof s->id];
         snprintf(id, sizeof id, "msg_%.80s", cid && *cid ? cid : "hotpath");
         copy_str(s->id, sizeof s->id, id);
     }
     if (!s->model[0])
-        copy_str(s->model, sizeof s->model, str_field(chunk, "model"));
+        copy_str(s->model, sizeof s->model, gwj_str(chunk, "model"));
     int64_t in = s->have_usage ? s->prompt - s->cached : 0;
     json_t *m = json_pack(
         "{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:I, s:I}}}", "type",
@@ -783,11 +759,11 @@ static bool text_delta(hp_anth_out *s, const json_t *text, hp_anth_out_write w,
 static bool tool_delta(hp_anth_out *s, const json_t *tc, size_t pos,
                        hp_anth_out_write w, void *ud)
 {
-    int idx = (int)int_field(tc, "index", (int64_t)pos);
+    int idx = (int)gwj_int(tc, "index", (int64_t)pos);
     const json_t *fn = json_object_get(tc, "function");
     if (!(s->block >= 0 && s->block_is_tool && idx == s->tool_index)) {
-        const char *id = str_field(tc, "id");
-        const char *name = str_field(fn, "name");
+        const char *id = gwj_str(tc, "id");
+        const char *name = gwj_str(fn, "name");
         char gen[32];
         snprintf(gen, sizeof gen, "toolu_%d", s->next_block);
         json_t *cb = json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use",
@@ -817,34 +793,34 @@ hp_err hp_anth_out_chunk(hp_anth_out *s, const json_t *chunk,
         return HP_OK;
     const json_t *u = json_object_get(chunk, "usage");
     if (json_is_object(u)) {
-        s->prompt = int_field(u, "prompt_tokens", s->prompt);
-        s->completion = int_field(u, "completion_tokens", s->completion);
+        s->prompt = gwj_int(u, "prompt_tokens", s->prompt);
+        s->completion = gwj_int(u, "completion_tokens", s->completion);
         s->cached = cached_of(u);
         s->have_usage = true;
     }
     if (!start(s, chunk, w, ud))
-        return oom(eb);
+        return gwj_oom(eb);
     size_t i;
     const json_t *c;
     json_array_foreach(choices, i, c) {
         /* One message per stream: choices other than 0 (n > 1) have no
          * place in it. */
-        if (int_field(c, "index", 0) != 0)
+        if (gwj_int(c, "index", 0) != 0)
             continue;
         const json_t *d = json_object_get(c, "delta");
         const json_t *text = json_object_get(d, "content");
         if (!json_is_string(text))
             text = json_object_get(d, "refusal");
         if (json_is_string(text) && !text_delta(s, text, w, ud))
-            return oom(eb);
+            return gwj_oom(eb);
         const json_t *calls = json_object_get(d, "tool_calls");
         size_t k;
         const json_t *tc;
         json_array_foreach(calls, k, tc) {
             if (json_is_object(tc) && !tool_delta(s, tc, k, w, ud))
-                return oom(eb);
+                return gwj_oom(eb);
         }
-        const char *fr = str_field(c, "finish_reason");
+        const char *fr = gwj_str(c, "finish_reason");
         if (fr)
             s->stop = stop_reason(fr);
     }
@@ -867,8 +843,8 @@ void hp_anth_out_finish(hp_anth_out *s, hp_anth_out_write w, void *ud)
         int64_t cached = s->cached < 0 ? 0 : s->cached;
         if (cached > s->prompt)
             cached = s->prompt;
-        if (!set(usage, "input_tokens", json_integer(s->prompt - cached)) ||
-            !set(usage, "cache_read_input_tokens", json_integer(cached))) {
+        if (!gwj_set(usage, "input_tokens", json_integer(s->prompt - cached)) ||
+            !gwj_set(usage, "cache_read_input_tokens", json_integer(cached))) {
             json_decref(usage);
             return;
         }

@@ -41,35 +41,20 @@ int64_t hp_gw_count(hp_gw *g, const char *text, size_t len)
     return (int64_t)((len + 3) / 4);
 }
 
-void hp_gw_send_json(struct evhttp_request *req, int status,
-                     const char *body, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    if (b)
-        evbuffer_add(b, body, len);
-    evhttp_send_reply(req, status, status == 200 ? "OK"
-                                   : status == 201 ? "Created"
-                                   : hp_http_err_reason(status), b);
-    if (b)
-        evbuffer_free(b);
-}
-
 void hp_gw_send_error_body(struct evhttp_request *req, bool anth, int status,
                            const char *body, size_t len)
 {
     if (!anth) {
-        hp_gw_send_json(req, status, body, len);
+        hp_http_send_json(req, status, body, len);
         return;
     }
     json_t *a = hp_anth_in_error(body, len, status);
     char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     if (s)
-        hp_gw_send_json(req, status, s, strlen(s));
+        hp_http_send_json(req, status, s, strlen(s));
     else
-        hp_gw_send_json(req, status, body, len);
+        hp_http_send_json(req, status, body, len);
     free(s);
 }
 
@@ -149,20 +134,6 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     if (req && evhttp_request_get_connection(req) == NULL)
         evhttp_request_free(req);
     hp_gw_proxy_client_gone(r);
-}
-
-/* Listen for EOF while nothing is being written (non-streamed replies). */
-static void watch_for_close(struct evhttp_connection *evcon)
-{
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    bufferevent_data_cb rcb, wcb;
-    bufferevent_event_cb ecb;
-    void *cbarg;
-    if (!bev)
-        return;
-    bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
-    bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
-    bufferevent_enable(bev, EV_READ);
 }
 
 /* ---- checks before proxying ----------------------------------------------- */
@@ -347,7 +318,7 @@ static bool serve_cached_anth(gwreq *r, const char *hit, size_t len)
         json_decref(a);
         if (!s)
             return false;
-        hp_gw_send_json(r->req, 200, s, strlen(s));
+        hp_http_send_json(r->req, 200, s, strlen(s));
         free(s);
         return true;
     }
@@ -411,7 +382,7 @@ static bool serve_cached(hp_gw *g, gwreq *r)
             evbuffer_free(b);
         free(sse);
     } else {
-        hp_gw_send_json(r->req, 200, hit, len);
+        hp_http_send_json(r->req, 200, hit, len);
     }
     r->req = NULL;
     hp_gw_account(r, 200, true);
@@ -618,7 +589,7 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
     r->evcon = evhttp_request_get_connection(req);
     if (r->evcon) {
         evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
-        watch_for_close(r->evcon);
+        hp_http_watch_close(r->evcon);
     }
     r->cacheable = g->cache && hp_rcache_key(body, rt->model, r->ckey);
     if (r->cacheable && serve_cached(g, r)) {
@@ -641,7 +612,7 @@ static void handle_models(hp_gw *g, struct evhttp_request *req)
     json_t *o = json_pack("{s:s, s:o}", "object", "list", "data", data);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s)
-        hp_gw_send_json(req, 200, s, strlen(s));
+        hp_http_send_json(req, 200, s, strlen(s));
     else
         err(req, 503, NULL, NULL, "out of memory");
     free(s);
@@ -736,7 +707,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                     handle_models(g, req);
             }
             else if (p[1] == 'h')
-                hp_gw_send_json(req, 200, "{\"status\":\"ok\"}", 15);
+                hp_http_send_json(req, 200, "{\"status\":\"ok\"}", 15);
             else
                 handle_metrics(g, req);
             return;

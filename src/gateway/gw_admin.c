@@ -29,7 +29,7 @@ static void send_obj(struct evhttp_request *req, int status, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s)
-        hp_gw_send_json(req, status, s, strlen(s));
+        hp_http_send_json(req, status, s, strlen(s));
     else
         err(req, 503, NULL, NULL, "out of memory");
     if (s)

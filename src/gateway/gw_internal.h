@@ -125,10 +125,6 @@ double hp_gw_now_ms(void);
 /* Tokens of text by the configured counter or the byte heuristic. */
 int64_t hp_gw_count(hp_gw *g, const char *text, size_t len);
 
-/* Send a JSON body with status on req (Content-Type set). */
-void hp_gw_send_json(struct evhttp_request *req, int status,
-                     const char *body, size_t len);
-
 /* An error reply in the client's dialect: OpenAI's error JSON, or
  * Anthropic's when anth is set. type NULL: from status. extra_name /
  * extra_value: one more header (Retry-After, WWW-Authenticate) or NULL. */

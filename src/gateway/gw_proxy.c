@@ -678,7 +678,7 @@ static void buffered_done(gwreq *r)
     }
     if (out && r->req) {
         add_common_headers(r);
-        hp_gw_send_json(r->req, 200, out, strlen(out));
+        hp_http_send_json(r->req, 200, out, strlen(out));
         if (r->evcon)
             evhttp_connection_set_closecb(r->evcon, NULL, NULL);
         r->req = NULL;

@@ -5,6 +5,7 @@
  * short, and rendering walks families in a fixed order so each family's
  * HELP/TYPE lines appear once, as the exposition format requires. */
 #include "measure/gwmetrics.h"
+#include "util/sbuf.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -257,50 +258,9 @@ double hp_gwm_quantile(const hp_gwm *m, hp_gwm_hist h, const char *route,
     return bounds[NB - 1];
 }
 
-/* A growable output string. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = (b->cap + (size_t)k + 1) * 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-}
-
 char *hp_gwm_render(const hp_gwm *m)
 {
-    sbuf b = {malloc(4096), 0, 4096, false};
-    if (!b.p)
-        return NULL;
-    b.p[0] = '\0';
+    hp_sbuf b = {0};
     for (size_t f = 0; f < NF && m; f++) {
         const family *fa = &families[f];
         bool any = false;
@@ -309,32 +269,28 @@ char *hp_gwm_render(const hp_gwm *m)
             if (s->fam != (int)f)
                 continue;
             if (!any) {
-                sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", fa->name,
+                hp_sbuf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", fa->name,
                           fa->help, fa->name,
                           fa->kind == F_HIST ? "histogram"
                           : fa->kind == F_COUNTER ? "counter" : "gauge");
                 any = true;
             }
             if (fa->kind != F_HIST) {
-                sb_printf(&b, "%s{%s} %.17g\n", fa->name, s->labels, s->value);
+                hp_sbuf_printf(&b, "%s{%s} %.17g\n", fa->name, s->labels, s->value);
                 continue;
             }
             uint64_t cum = 0;
             for (size_t k = 0; k < NB; k++) {
                 cum += s->buckets[k];
-                sb_printf(&b, "%s_bucket{%s,le=\"%g\"} %llu\n", fa->name,
+                hp_sbuf_printf(&b, "%s_bucket{%s,le=\"%g\"} %llu\n", fa->name,
                           s->labels, bounds[k], (unsigned long long)cum);
             }
-            sb_printf(&b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", fa->name,
+            hp_sbuf_printf(&b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", fa->name,
                       s->labels, (unsigned long long)s->count);
-            sb_printf(&b, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", fa->name,
+            hp_sbuf_printf(&b, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", fa->name,
                       s->labels, s->value, fa->name, s->labels,
                       (unsigned long long)s->count);
         }
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return hp_sbuf_take(&b);
 }

@@ -2,6 +2,7 @@
  * what vLLM exposes for the same quantities, so dashboards built for it
  * read ours with the same resolution. */
 #include "measure/metrics.h"
+#include "util/sbuf.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -184,82 +185,41 @@ void hp_metrics_prefix_cache(hp_metrics *m, uint64_t queries, uint64_t hits)
 
 /* ---- rendering ---------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
+static void render_hist(hp_sbuf *b, const hist *h, const char *model)
 {
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t ncap = (b->cap + (size_t)n + 1) * 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static void render_hist(sbuf *b, const hist *h, const char *model)
-{
-    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help,
+    hp_sbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help,
               h->name);
     uint64_t cum = 0;
     for (int i = 0; i < h->n_bounds; i++) {
         cum += h->counts[i];
-        sb_printf(b, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", h->name,
+        hp_sbuf_printf(b, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", h->name,
                   model, h->bounds[i], (unsigned long long)cum);
     }
     cum += h->counts[h->n_bounds];
-    sb_printf(b, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", h->name, model,
+    hp_sbuf_printf(b, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", h->name, model,
               (unsigned long long)cum);
-    sb_printf(b, "%s_sum{model=\"%s\"} %.9g\n", h->name, model, h->sum);
-    sb_printf(b, "%s_count{model=\"%s\"} %llu\n", h->name, model,
+    hp_sbuf_printf(b, "%s_sum{model=\"%s\"} %.9g\n", h->name, model, h->sum);
+    hp_sbuf_printf(b, "%s_count{model=\"%s\"} %llu\n", h->name, model,
               (unsigned long long)h->count);
 }
 
-static void counter(sbuf *b, const char *name, const char *help,
+static void counter(hp_sbuf *b, const char *name, const char *help,
                     const char *model, uint64_t v)
 {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s{model=\"%s\"} %llu\n",
+    hp_sbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s{model=\"%s\"} %llu\n",
               name, help, name, name, model, (unsigned long long)v);
 }
 
-static void gauge(sbuf *b, const char *name, const char *help,
+static void gauge(hp_sbuf *b, const char *name, const char *help,
                   const char *model, long long v)
 {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s{model=\"%s\"} %lld\n",
+    hp_sbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s{model=\"%s\"} %lld\n",
               name, help, name, name, model, v);
 }
 
 char *hp_metrics_render(hp_metrics *m, const hp_metrics_gauges *g)
 {
-    sbuf b = {0};
-    b.cap = 8192;
-    b.p = malloc(b.cap);
-    if (!b.p)
-        return NULL;
+    hp_sbuf b = {0};
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < HP_M_HIST_COUNT; i++)
         render_hist(&b, &m->h[i], m->model);
@@ -267,15 +227,15 @@ char *hp_metrics_render(hp_metrics *m, const hp_metrics_gauges *g)
             m->model, m->prompt_tokens);
     counter(&b, "hotpath_generation_tokens_total", "Tokens generated.",
             m->model, m->gen_tokens);
-    sb_printf(&b, "# HELP hotpath_requests_total Finished requests by finish reason.\n"
+    hp_sbuf_printf(&b, "# HELP hotpath_requests_total Finished requests by finish reason.\n"
                   "# TYPE hotpath_requests_total counter\n");
     for (int i = 0; i < N_REASONS; i++)
-        sb_printf(&b, "hotpath_requests_total{model=\"%s\",finish_reason=\"%s\"} %llu\n",
+        hp_sbuf_printf(&b, "hotpath_requests_total{model=\"%s\",finish_reason=\"%s\"} %llu\n",
                   m->model, reasons[i], (unsigned long long)m->finished[i]);
-    sb_printf(&b, "# HELP hotpath_http_responses_total HTTP responses by status code.\n"
+    hp_sbuf_printf(&b, "# HELP hotpath_http_responses_total HTTP responses by status code.\n"
                   "# TYPE hotpath_http_responses_total counter\n");
     for (int i = 0; i < m->n_status; i++)
-        sb_printf(&b, "hotpath_http_responses_total{model=\"%s\",status=\"%d\"} %llu\n",
+        hp_sbuf_printf(&b, "hotpath_http_responses_total{model=\"%s\",status=\"%d\"} %llu\n",
                   m->model, m->status_code[i],
                   (unsigned long long)m->status_count[i]);
     counter(&b, "hotpath_prefix_cache_queries_total",
@@ -295,9 +255,5 @@ char *hp_metrics_render(hp_metrics *m, const hp_metrics_gauges *g)
           m->model, (long long)g->kv_blocks_used);
     gauge(&b, "hotpath_kv_cache_blocks_total", "KV-cache blocks in the pool.",
           m->model, (long long)g->kv_blocks_total);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return hp_sbuf_take(&b);
 }

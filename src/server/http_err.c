@@ -17,6 +17,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -323,4 +324,30 @@ void hp_http_err_install_rewrite(struct bufferevent *bev,
 {
     evbuffer_add_cb(bufferevent_get_output(bev), rewrite_cb,
                     (void *)max_body);
+}
+
+void hp_http_send_json(struct evhttp_request *req, int status,
+                       const char *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    if (b)
+        evbuffer_add(b, body, len);
+    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
+    if (b)
+        evbuffer_free(b);
+}
+
+void hp_http_watch_close(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    bufferevent_data_cb rcb, wcb;
+    bufferevent_event_cb ecb;
+    void *cbarg;
+    if (!bev)
+        return;
+    bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
+    bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
+    bufferevent_enable(bev, EV_READ);
 }

@@ -33,6 +33,18 @@ void hp_http_err_send(struct evhttp_request *req, int status,
                       const char *message, const char *extra_name,
                       const char *extra_value);
 
+/* Send a complete JSON reply: Content-Type application/json, the status's
+ * standard reason phrase. */
+void hp_http_send_json(struct evhttp_request *req, int status,
+                       const char *body, size_t len);
+
+/* While a reply is being prepared (nothing written yet), listen for the
+ * client's EOF without consuming its data, as evhttp does itself while
+ * writing, so the connection's close callback fires if the client goes
+ * away. */
+struct evhttp_connection;
+void hp_http_watch_close(struct evhttp_connection *evcon);
+
 /* Watch bev's output and replace libevent's own HTML error pages
  * (evhttp_send_error) with the JSON shape above. Call from the evhttp
  * bufferevent callback for each new connection. max_body (borrowed, must

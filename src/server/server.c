@@ -236,19 +236,6 @@ static void on_engine_event(const hp_event *ev, void *ud)
 
 /* ---- replies ------------------------------------------------------------- */
 
-static void send_json(struct evhttp_request *req, int status,
-                      const char *body, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    if (b)
-        evbuffer_add(b, body, len);
-    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
-    if (b)
-        evbuffer_free(b);
-}
-
 static void send_err(struct evhttp_request *req, const hp_oai_error *e)
 {
     hp_http_err_send(req, e->status, e->type, e->param, e->code, e->message,
@@ -319,7 +306,7 @@ static void handle_event(sreq *s, const qnode *q)
                              "out of memory building the response", NULL,
                              NULL);
         else
-            send_json(req, 200, s->out.data ? s->out.data : "{}",
+            hp_http_send_json(req, 200, s->out.data ? s->out.data : "{}",
                       s->out.len);
         return;
     }
@@ -393,21 +380,6 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
         evhttp_request_free(req);
     hp_request_cancel(s->ereq);
     sreq_maybe_done(s);
-}
-
-/* Non-streamed requests send nothing for a while: listen for EOF without
- * consuming data, exactly as evhttp does itself while writing a reply. */
-static void watch_for_close(struct evhttp_connection *evcon)
-{
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    bufferevent_data_cb rcb, wcb;
-    bufferevent_event_cb ecb;
-    void *cbarg;
-    if (!bev)
-        return;
-    bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
-    bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
-    bufferevent_enable(bev, EV_READ);
 }
 
 /* ---- endpoints -------------------------------------------------------- */
@@ -552,7 +524,7 @@ static void handle_generate(hp_server *srv, struct evhttp_request *req,
         hp_openai_resp_begin(s->resp, &s->out);
         stream_write(s);
     } else if (s->evcon) {
-        watch_for_close(s->evcon);
+        hp_http_watch_close(s->evcon);
     }
     return;
 
@@ -601,7 +573,7 @@ static void handle_models(hp_server *srv, struct evhttp_request *req,
     char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
     json_decref(o);
     if (s)
-        send_json(req, 200, s, strlen(s));
+        hp_http_send_json(req, 200, s, strlen(s));
     else
         hp_http_err_send(req, 500, NULL, NULL, NULL, "out of memory", NULL,
                          NULL);
@@ -612,7 +584,7 @@ static void handle_health(hp_server *srv, struct evhttp_request *req)
 {
     (void)srv;
     static const char ok[] = "{\"status\":\"ok\"}";
-    send_json(req, 200, ok, sizeof ok - 1);
+    hp_http_send_json(req, 200, ok, sizeof ok - 1);
 }
 
 /* GET /metrics: Prometheus text; gauges are read from the engine now. */
