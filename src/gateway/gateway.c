@@ -22,8 +22,6 @@
 
 /* Grace period for running requests when the gateway stops. */
 #define STOP_GRACE_S 5
-/* Ledger rows are written this often. */
-#define FLUSH_MS 500
 
 double hp_gw_now_ms(void)
 {
@@ -747,16 +745,6 @@ static struct bufferevent *on_new_conn(struct event_base *base, void *arg)
     return bev;
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hp_gw *g = arg;
-    hp_errbuf eb;
-    if (hp_ledger_flush(g->ledger, &eb))
-        fprintf(stderr, "hotpath: %s\n", eb.msg);
-}
-
 static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -926,8 +914,7 @@ hp_err hp_gw_new(const hp_gwconf *c, const hp_gw_opts *o, hp_gw **out,
     g->sig_int = evsignal_new(g->base, SIGINT, on_stop_event, g);
     g->sig_term = evsignal_new(g->base, SIGTERM, on_stop_event, g);
     g->stop_ev = event_new(g->base, -1, 0, on_stop_event, g);
-    g->flush_ev = event_new(g->base, -1, EV_PERSIST, on_flush, g);
-    if (!g->sig_int || !g->sig_term || !g->stop_ev || !g->flush_ev)
+    if (!g->sig_int || !g->sig_term || !g->stop_ev)
         goto fail;
     *out = g;
     return HP_OK;
@@ -949,8 +936,6 @@ hp_err hp_gw_run(hp_gw *g, hp_errbuf *eb)
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is not fatal */
     evsignal_add(g->sig_int, NULL);
     evsignal_add(g->sig_term, NULL);
-    struct timeval fl = {0, FLUSH_MS * 1000};
-    evtimer_add(g->flush_ev, &fl);
     event_base_dispatch(g->base);
     return HP_OK;
 }
@@ -979,8 +964,7 @@ void hp_gw_free(hp_gw *g)
     hp_rcache_free(g->cache);
     hp_gwm_free(g->m);
     hp_routes_free(g->routes);
-    struct event *evs[] = {g->sig_int, g->sig_term, g->stop_ev, g->flush_ev,
-                           g->grace_ev};
+    struct event *evs[] = {g->sig_int, g->sig_term, g->stop_ev, g->grace_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

@@ -58,7 +58,7 @@ struct hp_gw {
     char *admin_key;             /* owns; NULL = admin API off */
     hp_gw_count_fn count;
     void *count_ud;
-    struct event *sig_int, *sig_term, *stop_ev, *flush_ev, *grace_ev;
+    struct event *sig_int, *sig_term, *stop_ev, *grace_ev;
     gwreq *reqs;                 /* in flight */
     int n_reqs;
     bool stopping;

@@ -3,10 +3,11 @@
  * One row per answered request: time, key id, route, target, status,
  * prompt / cached / completion tokens, whether those were estimated,
  * cost in USD, time to first token and end-to-end latency. Rows are
- * queued in memory and written in one transaction per flush (the gateway
- * flushes on a short timer and at exit), so the hot path never waits for
- * the disk. Shares the database file with keys.c (WAL mode). Single-
- * threaded. Never stores request or response bodies, or secrets. */
+ * queued in memory and a writer thread inserts them in one transaction
+ * every 200 ms (or 512 rows), and at close, so the hot path never waits
+ * for the disk. Shares the database file with keys.c (WAL mode). Calls
+ * may come from any one thread; the writer is internal. Never stores
+ * request or response bodies, or secrets. */
 #ifndef HP_GATEWAY_LEDGER_H
 #define HP_GATEWAY_LEDGER_H
 
