@@ -146,6 +146,31 @@ static void circuit_opens_probes_and_recovers(void **state)
     hp_gwconf_free(c);
 }
 
+/* A target that answered 429/503 with Retry-After is kept out only that
+ * long when it is shorter than the cool-down (1000 ms here), never longer. */
+static void circuit_open_honours_retry_after(void **state)
+{
+    (void)state;
+    hp_gwconf *c = load();
+    hp_routes *rs = hp_routes_new(c, 3);
+    const hp_gwconf_route *r = hp_gwconf_route_find(c, "chat");
+    hp_circuit *cb = hp_routes_circuit(rs, r, &r->targets[0]);
+    for (int i = 0; i < 3; i++)
+        hp_circuit_failure_wait(cb, r, 100, 200);
+    assert_true(cb->open);
+    assert_int_equal(cb->open_until, 300);
+    hp_circuit_success(cb);
+    for (int i = 0; i < 3; i++)
+        hp_circuit_failure_wait(cb, r, 100, 60000);
+    assert_int_equal(cb->open_until, 1100);
+    hp_circuit_success(cb);
+    for (int i = 0; i < 3; i++)
+        hp_circuit_failure_wait(cb, r, 100, 0);
+    assert_int_equal(cb->open_until, 1100);
+    hp_routes_free(rs);
+    hp_gwconf_free(c);
+}
+
 static void circuit_off_without_config(void **state)
 {
     (void)state;
@@ -235,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(route_weights_follow_config),
         cmocka_unit_test(circuit_opens_probes_and_recovers),
+        cmocka_unit_test(circuit_open_honours_retry_after),
         cmocka_unit_test(circuit_off_without_config),
         cmocka_unit_test(backoff_doubles_with_jitter),
         cmocka_unit_test(gwmetrics_render_and_quantiles),

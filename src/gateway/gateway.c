@@ -100,6 +100,8 @@ void hp_gw_req_free(gwreq *r)
         hp_upreq_cancel(r->up);
     if (r->retry_ev)
         event_free(r->retry_ev);
+    if (r->drain_ev)
+        event_free(r->drain_ev);
     if (r->ubody)
         evbuffer_free(r->ubody);
     if (r->sse_on)

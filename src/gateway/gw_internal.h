@@ -32,6 +32,11 @@
 /* Most messages (or prompts) one request may hold: a body of tiny
  * messages costs jansson ~50x its size in memory. */
 #define HP_GW_MAX_MESSAGES 10000
+/* A streaming client's unsent bytes above which its upstream transfer is
+ * paused, and below which it resumes: a slow reader costs the gateway
+ * about this much memory, not the whole stream. */
+#define HP_GW_BACKLOG_HIGH (1u << 20)
+#define HP_GW_BACKLOG_LOW (256u << 10)
 /* Most choices (n) one request may ask for. */
 #define HP_GW_MAX_CHOICES 128
 
@@ -81,6 +86,7 @@ struct gwreq {
     int attempt;                 /* retries made on it */
     hp_upreq *up;                /* the transfer in flight, or NULL */
     struct event *retry_ev;      /* owns */
+    struct event *drain_ev;      /* owns: polls a slow client's backlog */
     hp_gwconf_kind kind;         /* of the current target */
     int up_status;
     int up_retry_after;          /* the upstream's Retry-After, seconds */

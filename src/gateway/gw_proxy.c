@@ -15,6 +15,7 @@
  * kept apart), else from hotpath's own count, marked estimated; the same
  * call gives the same accounting streamed or not. */
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <math.h>
 #include <openssl/crypto.h>
@@ -75,6 +76,23 @@ static void take_usage(gwreq *r, const json_t *u)
     r->cached = json_integer_value(json_object_get(
         json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
     r->have_usage = true;
+}
+
+/* The exchange ended without the upstream's usage (a cut, a stall, a
+ * shutdown, a client that left): the upstream may still bill the prompt
+ * and what it generated, so charge hotpath's own count of both, marked
+ * estimated, and budgets err on the safe side. Nothing is charged when no
+ * target was being tried. */
+static void charge_estimate(gwreq *r)
+{
+    if (r->have_usage)
+        return;
+    json_t *obj = hp_chunk_asm_result(&r->casm);
+    r->prompt = r->est_prompt;
+    r->completion = obj ? completion_estimate(r->gw, obj) : r->n_tokens_sent;
+    r->cached = 0;
+    json_decref(obj);
+    r->have_usage = r->usage_estimated = r->t0 > 0 && r->pi < r->plan.n;
 }
 
 void hp_gw_account(gwreq *r, int status, bool cache_hit)
@@ -292,6 +310,7 @@ static void stream_fail(gwreq *r, const char *reason, const char *detail)
     hp_gwm_add(r->gw->m, HP_GWM_FAILURES, r->route->model, r->target, reason,
                1);
     hp_circuit_failure(r->plan.cb[r->pi], r->route, (int64_t)hp_gw_now_ms());
+    charge_estimate(r); /* the client got tokens the upstream may bill */
     if (r->anth_in) {
         hp_anth_out_error(&r->aout, msg, aout_write, r);
         stream_end(r, false);
@@ -450,7 +469,9 @@ static void attempt_failed(gwreq *r, fkind k, int status, const char *reason,
     /* client errors other than 429 say nothing of the target's health */
     bool health = k != F_STATUS || status == 429 || status >= 500;
     if (health)
-        hp_circuit_failure(r->plan.cb[r->pi], rt, (int64_t)hp_gw_now_ms());
+        hp_circuit_failure_wait(r->plan.cb[r->pi], rt,
+                                (int64_t)hp_gw_now_ms(),
+                                (int64_t)r->last_retry_after * 1000);
     else
         hp_circuit_release(r->plan.cb[r->pi]);
     if (!eligible || !r->req) {
@@ -567,13 +588,59 @@ static void on_status(hp_upreq *u, int status, const char *ctype, void *ud)
     }
 }
 
+/* Bytes written for the client that its connection has not sent yet. */
+static size_t client_backlog(const gwreq *r)
+{
+    struct evhttp_connection *ec =
+        r->req ? evhttp_request_get_connection(r->req) : NULL;
+    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec)
+                                 : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static const struct timeval drain_poll = {0, 5000};
+
+/* While the upstream is held: resume it once the client has taken most of
+ * its backlog. A poll, not a write callback, so nothing of evhttp's own
+ * connection callbacks is borrowed; 5 ms is far below any token gap. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gwreq *r = arg;
+    if (!r->up || r->finished)
+        return;
+    if (r->req && client_backlog(r) > HP_GW_BACKLOG_LOW) {
+        evtimer_add(r->drain_ev, &drain_poll);
+        return;
+    }
+    hp_upreq_resume(r->up); /* may deliver bytes, even finish and free r */
+}
+
+/* A client that reads slower than the upstream writes: stop reading the
+ * upstream until it catches up, instead of buffering the stream. */
+static void check_backlog(gwreq *r)
+{
+    if (!r->up || !r->started || client_backlog(r) <= HP_GW_BACKLOG_HIGH)
+        return;
+    if (!r->drain_ev)
+        r->drain_ev = evtimer_new(r->gw->base, on_drain, r);
+    if (!r->drain_ev || evtimer_add(r->drain_ev, &drain_poll) != 0)
+        return;
+    hp_upreq_hold(r->up);
+}
+
 static void on_body(hp_upreq *u, const char *data, size_t len, void *ud)
 {
     gwreq *r = ud;
     if (r->sse_on) {
         hp_err e = hp_sse_feed(&r->sse, data, len);
-        if (e == HP_OK || r->finished)
+        if (r->finished)
             return;
+        if (e == HP_OK) {
+            check_backlog(r);
+            return;
+        }
         if (e == HP_ERR_FORMAT) {
             snprintf(r->last_reason, sizeof r->last_reason, "malformed");
             snprintf(r->last_detail, sizeof r->last_detail,
@@ -904,11 +971,7 @@ void hp_gw_proxy_abort(gwreq *r, const char *why)
     }
     if (r->retry_ev)
         evtimer_del(r->retry_ev);
-    if (!r->have_usage) {
-        r->prompt = r->est_prompt;
-        r->completion = r->n_tokens_sent;
-        r->have_usage = r->usage_estimated = r->pi < r->plan.n;
-    }
+    charge_estimate(r);
     if (r->started) {
         stream_fail(r, "shutdown", why);
         return;
@@ -926,13 +989,6 @@ void hp_gw_proxy_client_gone(gwreq *r)
         evtimer_del(r->retry_ev);
     if (r->plan.n && r->pi < r->plan.n)
         hp_circuit_release(r->plan.cb[r->pi]);
-    if (!r->have_usage) {
-        /* the upstream may bill the prompt even when the client left
-           before any token: charge our own count of the prompt and of the
-           chunks sent, so a budget errs on the safe side */
-        r->prompt = r->est_prompt;
-        r->completion = r->n_tokens_sent;
-        r->have_usage = r->usage_estimated = r->t0 > 0 && r->pi < r->plan.n;
-    }
+    charge_estimate(r); /* the upstream may bill even an unread prompt */
     finish(r, 499);
 }

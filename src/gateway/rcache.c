@@ -685,6 +685,11 @@ static bool chunk_ok(const hp_chunk_asm *a, const json_t *chunk, int *kind)
     return true;
 }
 
+/* Pieces shorter than this are merged into the next one: a stream sends
+ * one token per chunk, and a jansson string per token costs ~15x its
+ * text in memory. */
+#define PIECE_MERGE 256
+
 /* Append string piece s (borrowed) to the pieces array at o[k]. */
 static bool add_piece(json_t *o, const char *k, const json_t *s)
 {
@@ -695,6 +700,16 @@ static bool add_piece(json_t *o, const char *k, const json_t *s)
         arr = json_array();
         if (!arr || json_object_set_new(o, k, arr) != 0)
             return false;
+    }
+    size_t n = json_array_size(arr);
+    json_t *last = n ? json_array_get(arr, n - 1) : NULL;
+    size_t ll = json_string_length(last), sl = json_string_length(s);
+    if (last && ll < PIECE_MERGE && sl < PIECE_MERGE) {
+        char buf[2 * PIECE_MERGE];
+        memcpy(buf, json_string_value(last), ll);
+        memcpy(buf + ll, json_string_value(s), sl);
+        /* both are whole UTF-8 (jansson checked them), so is the join */
+        return json_string_setn_nocheck(last, buf, ll + sl) == 0;
     }
     return json_array_append_new(arr, json_deep_copy(s)) == 0;
 }

@@ -195,6 +195,12 @@ void hp_circuit_success(hp_circuit *cb)
 void hp_circuit_failure(hp_circuit *cb, const hp_gwconf_route *r,
                         int64_t now_ms)
 {
+    hp_circuit_failure_wait(cb, r, now_ms, 0);
+}
+
+void hp_circuit_failure_wait(hp_circuit *cb, const hp_gwconf_route *r,
+                             int64_t now_ms, int64_t wait_ms)
+{
     if (!cb || r->circuit_failures <= 0)
         return;
     cb->fails++;
@@ -202,7 +208,12 @@ void hp_circuit_failure(hp_circuit *cb, const hp_gwconf_route *r,
         if (!cb->open || cb->probing)
             cb->opened_total++;
         cb->open = true;
-        cb->open_until = now_ms + r->circuit_cooldown_ms;
+        /* a target that said when to come back (Retry-After) is not kept
+         * out longer than that: a busy server is not a broken one */
+        int64_t cool = r->circuit_cooldown_ms;
+        if (wait_ms > 0 && wait_ms < cool)
+            cool = wait_ms;
+        cb->open_until = now_ms + cool;
     }
     cb->probing = false;
 }

@@ -55,6 +55,12 @@ void hp_routes_plan(hp_routes *rs, const hp_gwconf_route *r, int64_t now_ms,
 void hp_circuit_success(hp_circuit *cb);
 void hp_circuit_failure(hp_circuit *cb, const hp_gwconf_route *r,
                         int64_t now_ms);
+/* The same, for a failure whose answer said when to try again (a 429 or
+ * 503 with Retry-After): when the circuit opens, it stays open for
+ * wait_ms if that is shorter than the route's cool-down. wait_ms <= 0: the
+ * cool-down. */
+void hp_circuit_failure_wait(hp_circuit *cb, const hp_gwconf_route *r,
+                             int64_t now_ms, int64_t wait_ms);
 /* A planned target that was never tried (the request ended first):
  * release a half-open probe slot it held. */
 void hp_circuit_release(hp_circuit *cb);

@@ -62,6 +62,8 @@ struct hp_upreq {
     int status_sent;
     int got_byte;
     int timer_on;
+    int held;                  /* hp_upreq_hold: keep body bytes in curl */
+    int paused;                /* write_cb answered CURL_WRITEFUNC_PAUSE */
     int retry_after;           /* seconds from a Retry-After header; 0 none */
     int64_t t_start, t_last, t_armed; /* monotonic microseconds */
     int64_t first_us, idle_us, total_us; /* 0 = none */
@@ -333,7 +335,7 @@ static int64_t next_deadline(const hp_upreq *r)
         d = r->t_start + r->total_us;
     if (!r->got_byte && r->first_us && r->t_start + r->first_us < d)
         d = r->t_start + r->first_us;
-    if (r->got_byte && r->idle_us && r->t_last + r->idle_us < d)
+    if (r->got_byte && !r->held && r->idle_us && r->t_last + r->idle_us < d)
         d = r->t_last + r->idle_us;
     return d;
 }
@@ -372,7 +374,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
         end = HP_UP_TIMEOUT_FIRST;
         snprintf(detail, sizeof detail, "no body byte after %lld ms",
                  (long long)(r->first_us / 1000));
-    } else if (r->got_byte && r->idle_us && now >= r->t_last + r->idle_us) {
+    } else if (r->got_byte && !r->held && r->idle_us &&
+               now >= r->t_last + r->idle_us) {
         end = HP_UP_TIMEOUT_IDLE;
         snprintf(detail, sizeof detail, "stalled %lld ms",
                  (long long)(r->idle_us / 1000));
@@ -436,6 +439,11 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     }
     if (len == 0)
         return 0;
+    if (r->held) {
+        /* curl keeps these bytes and hands them over again on resume */
+        r->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
     r->t_last = now_us();
     if (!r->got_byte) {
         r->got_byte = 1;
@@ -750,7 +758,7 @@ hp_err hp_upc_start(hp_upc *c, const hp_up_opts *o, const hp_up_cbs *cb,
     r->cb = *cb;
     r->ud = ud;
     r->cancelled = r->queued = r->status_sent = r->got_byte = 0;
-    r->timer_on = 0;
+    r->timer_on = r->held = r->paused = 0;
     r->errbuf[0] = '\0';
     r->state = RS_PENDING;
     r->prev = NULL;
@@ -803,6 +811,43 @@ void hp_upreq_cancel(hp_upreq *r)
         todo_push(c, r); /* curl may be on the stack: remove it after */
     else
         recycle(r);
+}
+
+void hp_upreq_hold(hp_upreq *r)
+{
+    if (!r || r->cancelled || r->state == RS_FREE || r->held)
+        return;
+    r->held = 1;
+    if (r->timer_on && r->t_armed != next_deadline(r)) {
+        /* the idle deadline no longer counts */
+        evtimer_del(r->tmr);
+        r->timer_on = 0;
+        int64_t d = next_deadline(r);
+        if (d != INT64_MAX)
+            arm(r, d, now_us());
+    }
+}
+
+void hp_upreq_resume(hp_upreq *r)
+{
+    if (!r || r->cancelled || r->state == RS_FREE || !r->held)
+        return;
+    hp_upc *c = r->c;
+    r->held = 0;
+    /* the stall clock starts again from now: the wait was the client's */
+    r->t_last = now_us();
+    int64_t d = next_deadline(r);
+    if (d != INT64_MAX && (!r->timer_on || d < r->t_armed))
+        arm(r, d, r->t_last);
+    if (!r->paused || r->state != RS_RUNNING)
+        return;
+    r->paused = 0;
+    /* curl may hand over its kept bytes from inside this call, so the
+     * callbacks may run here: defer clean-ups as drive() does */
+    c->depth++;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+    settle(c);
+    c->depth--;
 }
 
 size_t hp_upc_active(const hp_upc *c)

@@ -91,6 +91,15 @@ hp_err hp_upc_start(hp_upc *c, const hp_up_opts *o, const hp_up_cbs *cb,
  * of r's own callbacks, as soon as that callback returns. */
 void hp_upreq_cancel(hp_upreq *r);
 
+/* Backpressure for a slow reader: after hp_upreq_hold, body bytes stay
+ * with curl (the transfer is paused; nothing more is read from the
+ * upstream's socket) until hp_upreq_resume, which may deliver them through
+ * on_body before it returns. While held, the idle (stall) timeout does not
+ * run; the first-byte and total timeouts still do. Must not be called
+ * from r's own on_done. */
+void hp_upreq_hold(hp_upreq *r);
+void hp_upreq_resume(hp_upreq *r);
+
 /* The response's Retry-After header in seconds (0 when absent or not a
  * number of seconds). Valid from on_status until on_done returns. */
 int hp_upreq_retry_after(const hp_upreq *r);

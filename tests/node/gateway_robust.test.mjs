@@ -3,11 +3,15 @@
 // The spec: out-of-range max_tokens / n and oversized message lists are
 // 400s naming the field; an upstream that refuses hotpath's own key is a
 // 502 (never the client's 401, never the key); a stream broken after its
-// first byte is recorded as 502 in the ledger; every reply carries an
+// first byte is recorded as 502 in the ledger, charged with hotpath's own
+// estimate of what was sent; a client that stops reading pauses the
+// upstream instead of making the gateway buffer the stream; every reply carries an
 // x-request-id that names its ledger row; SIGTERM ends running streams
 // with an error event and still writes their ledger rows.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   skipReason, startMock, startGateway, stopAll, tempDir, sleep, metricValue,
@@ -104,7 +108,11 @@ test('request ids, cache-hit target, broken streams as 502 in the ledger', { ski
   assert.equal(byId[ida].status, 200);
   assert.equal(byId[ida].cache_hit, false);
   assert.equal(byId[idb].cache_hit, true);
-  assert.equal(byId[c.headers.get('x-request-id')].status, 502);
+  const cut = byId[c.headers.get('x-request-id')];
+  assert.equal(cut.status, 502);
+  // the client got two tokens the upstream bills: charged, as an estimate
+  assert.equal(cut.estimated, true);
+  assert.ok(cut.prompt_tokens >= 1 && cut.completion_tokens >= 1, JSON.stringify(cut));
   assert.equal(byId[idb].ttft_ms, null);
   // in-flight gauge is per route
   const text = await g.metrics();
@@ -152,4 +160,71 @@ test('SIGTERM ends running streams with an error event and keeps their ledger ro
   assert.equal(row.status, 502);
   assert.equal(row.estimated, true);
   assert.ok(row.completion_tokens >= 1);
+});
+
+function rssMB(pid) {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  return Number(m[1]) / 1024;
+}
+
+test('a client that stops reading pauses the upstream; memory stays bounded', { skip }, async () => {
+  // ~37 MB of SSE, all written at once by the mock: without backpressure
+  // the gateway would read it all and hold it (~10x) for the slow client
+  const m = await startMock(['--tokens', '200000']);
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    // first_token_ms is also the stall limit: a paused upstream must not trip it
+    routes: [{ model: 'chat', targets: [{ upstream: 'lab', model: 'x' }],
+               timeouts: { first_token_ms: 1000, total_ms: 60000 } }],
+  });
+  const before = rssMB(g.proc.pid);
+  const body = JSON.stringify({ model: 'chat', messages: msg, stream: true });
+  const sock = net.connect(g.port, '127.0.0.1');
+  const chunks = [];
+  let ended = false;
+  sock.on('data', (d) => chunks.push(d));
+  sock.on('end', () => { ended = true; });
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+             `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  await sleep(300);
+  sock.pause();
+  await sleep(2500);
+  const grew = rssMB(g.proc.pid) - before;
+  assert.ok(grew < 64, `gateway RSS grew ${grew.toFixed(1)} MB while the client did not read`);
+  sock.resume();
+  const t0 = Date.now();
+  while (!ended && Date.now() - t0 < 30000) await sleep(50);
+  assert.ok(ended, 'the stream ended');
+  const text = Buffer.concat(chunks).toString();
+  assert.ok(!text.includes('"error"'), 'no stall error while paused');
+  assert.ok(text.includes('data: [DONE]'));
+  const n = (text.match(/"content":"/g) || []).length;
+  assert.ok(n >= 200000, `all tokens arrived (${n})`);
+  sock.destroy();
+});
+
+test('a circuit opened by 429s with Retry-After stays open only that long', { skip }, async () => {
+  // a busy target (the mock's 429 says Retry-After: 1) is not broken: the
+  // 60 s cool-down would lock a healthy server out after one burst
+  const m = await startMock();
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    routes: [{ model: 'busy', targets: [{ upstream: 'lab', model: 'fault-429' }],
+               retries: 0, circuit: { failures: 2, cooldown_ms: 60000 } }],
+  });
+  for (let i = 0; i < 2; i++) {
+    const r = await post(g, { model: 'busy', messages: msg });
+    assert.equal(r.status, 429);
+    assert.equal(r.headers.get('retry-after'), '1');
+  }
+  const closed = await post(g, { model: 'busy', messages: msg });
+  assert.equal(closed.status, 503);
+  assert.equal(JSON.parse(closed.text).error.code, 'circuit_open');
+  assert.equal(closed.headers.get('retry-after'), '1');
+  assert.equal((await m.stats()).requests, 2);
+  await sleep(1100);
+  const probe = await post(g, { model: 'busy', messages: msg });
+  assert.equal(probe.status, 429, 'half-open after Retry-After: the probe reached the target');
+  assert.equal((await m.stats()).requests, 3);
 });
