@@ -59,6 +59,12 @@ err=$("$BIN" config check "$tmp/b3.yaml" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] && [[ "$err" == "$tmp/b3.yaml:13: routes[0].fallback[0].upstream: no upstream named 'claud'"* ]] \
   && ok config_check_unknown_upstream || bad "config_check_unknown_upstream (rc $rc, '$err')"
 
+# config_check_empty_string: "" is refused at its line, exit 1.
+sed 's/- model: chat/- model: ""/' "$tmp/good.yaml" >"$tmp/b4.yaml"
+err=$("$BIN" config check "$tmp/b4.yaml" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && [ "$err" == "$tmp/b4.yaml:9: routes[0].model: must be non-empty" ] \
+  && ok config_check_empty_string || bad "config_check_empty_string (rc $rc, '$err')"
+
 # config_check_missing_file: exit 1 with the path in the message.
 err=$("$BIN" config check "$tmp/none.yaml" 2>&1 >/dev/null); rc=$?
 [ $rc -eq 1 ] && [[ "$err" == "$tmp/none.yaml: cannot open"* ]] \

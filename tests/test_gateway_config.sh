@@ -176,6 +176,55 @@ routes:
 Y
 run_bad gwconfig_bad_database 1 db.yaml "afile/sub/hotpath.db"
 
+# gwconfig_empty_string: "" is refused where it is written (not later as
+# "./: Is a directory"), for names and for the database.
+cat >emptyname.yaml <<'Y'
+listen: {host: 127.0.0.1, port: 0}
+upstreams:
+  - {name: "", kind: openai, base_url: "http://127.0.0.1:9/v1"}
+routes:
+  - model: chat
+    targets: [{upstream: "", model: m}]
+Y
+run_bad gwconfig_empty_upstream_name 2 emptyname.yaml "emptyname.yaml:3:" \
+  "upstreams[0].name: must be non-empty"
+cat >emptydb.yaml <<'Y'
+database: ""
+listen: {host: 127.0.0.1, port: 0}
+upstreams:
+  - {name: lab, kind: openai, base_url: "http://127.0.0.1:9/v1"}
+routes:
+  - model: chat
+    targets: [{upstream: lab, model: m}]
+Y
+run_bad gwconfig_empty_database 2 emptydb.yaml "emptydb.yaml:1:" \
+  "database: must be non-empty"
+
+# gwconfig_pasted_key_in_env / gwconfig_base_url_credentials: refused as
+# config errors, and neither value is echoed.
+cat >pasted.yaml <<'Y'
+upstreams:
+  - {name: lab, kind: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: gsk_8fJ2kLmN0pQrStUvWxYz1234567890AbCdEfGhIjKlMnOpQr}
+routes:
+  - model: chat
+    targets: [{upstream: lab, model: m}]
+Y
+run_bad gwconfig_pasted_key_in_env 2 pasted.yaml "pasted.yaml:2:" \
+  "upstreams[0].api_key_env: must name an environment variable"
+grep -qF "8fJ2kLmN" "$tmp/err" && bad gwconfig_pasted_key_not_echoed \
+  || ok gwconfig_pasted_key_not_echoed
+cat >userinfo.yaml <<'Y'
+upstreams:
+  - {name: lab, kind: openai, base_url: "https://me:sk-gwk-pw-42@127.0.0.1:9/v1"}
+routes:
+  - model: chat
+    targets: [{upstream: lab, model: m}]
+Y
+run_bad gwconfig_base_url_credentials 2 userinfo.yaml "userinfo.yaml:2:" \
+  "credentials in base_url are refused; use api_key_env"
+grep -qF "sk-gwk-pw" "$tmp/err" && bad gwconfig_base_url_not_echoed \
+  || ok gwconfig_base_url_not_echoed
+
 # gwconfig_with_model_option: --config and -m together are bad usage,
 # whichever comes first, and nothing starts.
 for order in a b; do

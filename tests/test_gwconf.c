@@ -310,6 +310,60 @@ static const bad_case BAD[] = {
      HP_ERR_FORMAT, ":4: ---:", "one YAML document"},
     {"root_not_mapping", "- a\n- b\n",
      HP_ERR_FORMAT, ":1: :", "expected a mapping"},
+    /* Empty strings are refused for every key, at the key's line. */
+    {"empty_upstream_name", BASE_MODELS
+     "upstreams:\n  - {name: \"\", kind: openai, base_url: \"https://x.example\"}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_FORMAT, ":4: upstreams[0].name:", "must be non-empty"},
+    {"empty_route_model", BASE_MODELS BASE_UPS
+     "routes:\n  - model: ''\n    targets: [{local: m1}]\n",
+     HP_ERR_FORMAT, ":6: routes[0].model:", "must be non-empty"},
+    {"empty_target_upstream", BASE_MODELS BASE_UPS BASE_ROUTE_HEAD
+     "    targets:\n      - {upstream: \"\", model: x}\n",
+     HP_ERR_FORMAT, ":8: routes[0].targets[0].upstream:", "must be non-empty"},
+    {"empty_target_model", BASE_MODELS BASE_UPS BASE_ROUTE_HEAD
+     "    targets:\n      - {upstream: lab, model: \"\"}\n",
+     HP_ERR_FORMAT, ":8: routes[0].targets[0].model:", "must be non-empty"},
+    {"empty_database", BASE_MODELS BASE_UPS BASE_ROUTE_HEAD
+     "    targets: [{local: m1}]\ndatabase: \"\"\n",
+     HP_ERR_FORMAT, ":8: database:", "must be non-empty"},
+    {"empty_model_path", "models:\n  - {name: m1, path: ''}\n"
+     "routes: [{model: chat, targets: [{local: m1}]}]\n",
+     HP_ERR_FORMAT, ":2: models[0].path:", "must be non-empty"},
+    {"empty_listen_host", "listen: {host: \"\"}\n" BASE_MODELS
+     "routes: [{model: chat, targets: [{local: m1}]}]\n",
+     HP_ERR_FORMAT, ":1: listen.host:", "must be non-empty"},
+    /* A pasted key that happens to be a valid C identifier. */
+    {"api_key_env_holds_identifier_key", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"https://x.example\", "
+     "api_key_env: gsk_8fJ2kLmN0pQrStUvWxYz1234567890AbCdEfGhIjKlMnOpQr}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_INVALID, ":4: upstreams[0].api_key_env:", "must name an environment variable"},
+    {"api_key_env_too_long", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"https://x.example\", "
+     "api_key_env: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_INVALID, ":4: upstreams[0].api_key_env:", "at most 64 characters"},
+    {"admin_key_env_holds_key", BASE_MODELS BASE_ROUTE_HEAD
+     "    targets: [{local: m1}]\nauth: {admin_key_env: sk-abc-admin}\n",
+     HP_ERR_INVALID, ":6: auth.admin_key_env:", "must name an environment variable"},
+    {"base_url_user_pass", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"https://bob:sk-secret-9@x.example/v1\"}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_INVALID, ":4: upstreams[0].base_url:", "credentials in base_url are refused; use api_key_env"},
+    {"base_url_user_only", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"http://sk-secret-7@x.example\"}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_INVALID, ":4: upstreams[0].base_url:", "credentials in base_url"},
+    /* A route's written first_token_ms against the upstream's total. */
+    {"route_first_token_past_upstream_total", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"https://x.example\", timeouts: {total_ms: 2000}}\n"
+     BASE_ROUTE_HEAD "    targets: [{upstream: lab, model: x}]\n    timeouts:\n      first_token_ms: 5000\n",
+     HP_ERR_RANGE, ":9: routes[0].timeouts.first_token_ms:", "longer than total_ms (2000) of upstream 'lab'"},
+    {"upstream_first_token_past_total", BASE_MODELS
+     "upstreams:\n  - {name: lab, kind: openai, base_url: \"https://x.example\", timeouts: {first_token_ms: 3000, total_ms: 2000}}\n"
+     BASE_ROUTE_HEAD "    targets: [{local: m1}]\n",
+     HP_ERR_RANGE, ":4: upstreams[0].timeouts.first_token_ms:", "longer than total_ms"},
 };
 
 /* gwconf_bad_cases_name_line_and_key: each bad config fails with its code
@@ -334,7 +388,63 @@ static void gwconf_bad_cases_name_line_and_key(void **state)
         /* Secrets never echo: the literal key is not in the message. */
         assert_null(strstr(eb.msg, "sk-secret"));
         assert_null(strstr(eb.msg, "sk-abc"));
+        assert_null(strstr(eb.msg, "gsk_8fJ2"));
+        assert_null(strstr(eb.msg, "bob"));
     }
+}
+
+/* gwconf_timeout_defaults_fit_total: a default (or, in a route, an
+ * inherited) connect_ms / first_token_ms longer than a written total_ms is
+ * cut to it; written values stay as written. */
+static void gwconf_timeout_defaults_fit_total(void **state)
+{
+    (void)state;
+    static const char *text =
+        "models:\n  - {name: m1, path: a.gguf}\n"
+        "upstreams:\n"
+        "  - {name: a, kind: openai, base_url: \"https://a.example\", timeouts: {total_ms: 1000}}\n"
+        "  - {name: b, kind: openai, base_url: \"https://b.example\", timeouts: {connect_ms: 200, total_ms: 1500}}\n"
+        "  - {name: c, kind: openai, base_url: \"https://c.example\", timeouts: {first_token_ms: 20000}}\n"
+        "routes:\n"
+        "  - model: short\n"
+        "    targets: [{upstream: c, model: x}, {local: m1}]\n"
+        "    timeouts: {total_ms: 1000}\n"
+        "  - model: mixed\n"
+        "    targets: [{upstream: c, model: x}]\n"
+        "    timeouts: {first_token_ms: 700, total_ms: 1000}\n"
+        "  - model: plain\n"
+        "    targets: [{upstream: b, model: x}]\n";
+    hp_gwconf *c = NULL;
+    hp_errbuf eb = {{0}};
+    hp_err e = hp_gwconf_parse("t", text, strlen(text), &c, &eb);
+    if (e)
+        print_error("%s\n", eb.msg);
+    assert_int_equal(e, HP_OK);
+    const hp_gwconf_upstream *a = &c->upstreams[0], *b = &c->upstreams[1];
+    assert_int_equal(a->timeouts.connect_ms, 1000);
+    assert_int_equal(a->timeouts.first_token_ms, 1000);
+    assert_int_equal(a->timeouts.total_ms, 1000);
+    assert_int_equal(b->timeouts.connect_ms, 200);
+    assert_int_equal(b->timeouts.first_token_ms, 1500);
+    assert_int_equal(c->upstreams[2].timeouts.first_token_ms, 20000);
+    assert_int_equal(c->upstreams[2].timeouts.total_ms, HP_GWCONF_DEFAULT_TOTAL_MS);
+    for (size_t i = 0; i < 2; i++) { /* upstream c, then the local model */
+        const hp_gwconf_route *r = &c->routes[0];
+        hp_gwconf_timeouts t = hp_gwconf_timeouts_for(c, r, &r->targets[i]);
+        assert_int_equal(t.connect_ms, 1000);
+        assert_int_equal(t.first_token_ms, 1000);
+        assert_int_equal(t.total_ms, 1000);
+    }
+    const hp_gwconf_route *r = &c->routes[1];
+    hp_gwconf_timeouts t = hp_gwconf_timeouts_for(c, r, &r->targets[0]);
+    assert_int_equal(t.connect_ms, 1000);
+    assert_int_equal(t.first_token_ms, 700);
+    r = &c->routes[2];
+    t = hp_gwconf_timeouts_for(c, r, &r->targets[0]);
+    assert_int_equal(t.connect_ms, 200);
+    assert_int_equal(t.first_token_ms, 1500);
+    assert_int_equal(t.total_ms, 1500);
+    hp_gwconf_free(c);
 }
 
 /* gwconf_io_errors: a missing file is an I/O error naming the path. */
@@ -445,6 +555,7 @@ int main(void)
         cmocka_unit_test(gwconf_example_parses),
         cmocka_unit_test(gwconf_defaults_filled),
         cmocka_unit_test(gwconf_bad_cases_name_line_and_key),
+        cmocka_unit_test(gwconf_timeout_defaults_fit_total),
         cmocka_unit_test(gwconf_io_errors),
         cmocka_unit_test(gwconf_aliases_bounded),
         cmocka_unit_test(gwconf_fuzz_never_crashes),

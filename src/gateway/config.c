@@ -168,14 +168,17 @@ static yaml_node_t *map_get(ctx *x, yaml_node_t *n, const char *key)
 
 /* ---- typed values -------------------------------------------------------- */
 
-/* String value: copied into the arena. Empty strings are refused: every
- * string key names something. */
+/* String value: copied into the arena. Empty strings are refused here, for
+ * every key at once: each string key names something (a file, a model, an
+ * upstream), and "" would only fail later and further from its line. */
 static hp_err get_str(ctx *x, yaml_node_t *v, const char *key,
                       const char **out)
 {
     if (v->type != YAML_SCALAR_NODE || is_null(v))
         return fail(x, v, key, HP_ERR_FORMAT, "expected a string, got %s",
                     is_null(v) ? "null" : type_name(v));
+    if (!v->data.scalar.length)
+        return fail(x, v, key, HP_ERR_FORMAT, "must be non-empty");
     if (strlen(sval(v)) != v->data.scalar.length)
         return fail(x, v, key, HP_ERR_FORMAT, "NUL byte in string");
     for (const char *s = sval(v); *s; s++)
@@ -370,14 +373,31 @@ static hp_err parse_models(ctx *x, yaml_node_t *n)
     return check_unique(x, n, "models", "name", names, cnt);
 }
 
+#define ENV_NAME_MAX 64
+#define ENV_NAME_RULE "must name an environment variable (A-Z, 0-9, _; " \
+                      "at most 64 characters), not hold a key"
+
+/* [A-Z_][A-Z0-9_]*, at most ENV_NAME_MAX. Stricter than POSIX on purpose:
+ * pasted keys (gsk_..., sk-...) mix cases, real variable names do not. */
 static bool env_name_ok(const char *s)
 {
-    if (!isalpha((unsigned char)*s) && *s != '_')
+    size_t n = strlen(s);
+    if (!n || n > ENV_NAME_MAX || isdigit((unsigned char)*s))
         return false;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_')
+        if (!(*s >= 'A' && *s <= 'Z') && !isdigit((unsigned char)*s) &&
+            *s != '_')
             return false;
     return true;
+}
+
+/* True when the authority of url (after the scheme's pre bytes) holds
+ * userinfo ("user:pass@" or "user@"). */
+static bool url_has_userinfo(const char *url, size_t pre)
+{
+    size_t end = pre + strcspn(url + pre, "/?#");
+    const char *at = memchr(url + pre, '@', end - pre);
+    return at != NULL;
 }
 
 static hp_err parse_upstream(ctx *x, yaml_node_t *it, const char *p,
@@ -419,6 +439,10 @@ static hp_err parse_upstream(ctx *x, yaml_node_t *it, const char *p,
             pre = 7;
         else if (!e && !strncasecmp(s, "https://", 8))
             pre = 8;
+        /* Checked before the messages below, which echo the URL. */
+        if (!e && url_has_userinfo(s, pre))
+            e = fail(x, v, kp, HP_ERR_INVALID,
+                     "credentials in base_url are refused; use api_key_env");
         if (!e && (!pre || !s[pre] || s[pre] == '/' || strpbrk(s, " \t")))
             e = fail(x, v, kp, HP_ERR_FORMAT,
                      "'%.60s' is not an http:// or https:// URL", s);
@@ -439,9 +463,7 @@ static hp_err parse_upstream(ctx *x, yaml_node_t *it, const char *p,
         /* A value that is not a variable name is most likely the key
          * itself pasted in: refuse it without echoing it. */
         if (!e && !env_name_ok(u->api_key_env))
-            e = fail(x, v, kp, HP_ERR_INVALID,
-                     "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*), "
-                     "not hold the key itself");
+            e = fail(x, v, kp, HP_ERR_INVALID, ENV_NAME_RULE);
     }
     u->timeouts.connect_ms = HP_GWCONF_DEFAULT_CONNECT_MS;
     u->timeouts.first_token_ms = HP_GWCONF_DEFAULT_FIRST_TOKEN_MS;
@@ -457,6 +479,14 @@ static hp_err parse_upstream(ctx *x, yaml_node_t *it, const char *p,
             u->timeouts.first_token_ms = t.first_token_ms;
         if (!e && t.total_ms)
             u->timeouts.total_ms = t.total_ms;
+        /* A default longer than the total written here is cut to it:
+         * `{total_ms: 1000}` alone must not fail, nor wait 30 s. */
+        if (!e && !t.connect_ms && u->timeouts.connect_ms > t.total_ms &&
+            t.total_ms)
+            u->timeouts.connect_ms = t.total_ms;
+        if (!e && !t.first_token_ms && u->timeouts.first_token_ms > t.total_ms &&
+            t.total_ms)
+            u->timeouts.first_token_ms = t.total_ms;
         if (!e && u->timeouts.first_token_ms > u->timeouts.total_ms)
             e = fail(x, v, kp, HP_ERR_RANGE,
                      "first_token_ms (%lld) is longer than total_ms (%lld)",
@@ -619,6 +649,35 @@ static hp_err parse_fallback_on(ctx *x, yaml_node_t *n, const char *p,
     return HP_OK;
 }
 
+/* A route's own first_token_ms must fit in the total_ms each of its
+ * targets inherits (the upstream's, or the default for a local target):
+ * unlike an inherited value, a written one is never cut silently. */
+static hp_err check_inherited_total(ctx *x, yaml_node_t *tn, const char *path,
+                                    const hp_gwconf_route *r)
+{
+    for (size_t i = 0; i < r->n_targets + r->n_fallback; i++) {
+        const hp_gwconf_target *t = i < r->n_targets
+                                        ? &r->targets[i]
+                                        : &r->fallback[i - r->n_targets];
+        hp_gwconf_timeouts to = hp_gwconf_timeouts_for(x->c, r, t);
+        if (to.first_token_ms <= to.total_ms)
+            continue;
+        char kp[KEYLEN];
+        keyf(kp, sizeof kp, "%s.first_token_ms", path);
+        if (t->upstream >= 0)
+            return fail(x, map_get(x, tn, "first_token_ms"), kp, HP_ERR_RANGE,
+                        "%lld is longer than total_ms (%lld) of upstream "
+                        "'%.60s'; set total_ms here too",
+                        (long long)to.first_token_ms, (long long)to.total_ms,
+                        x->c->upstreams[t->upstream].name);
+        return fail(x, map_get(x, tn, "first_token_ms"), kp, HP_ERR_RANGE,
+                    "%lld is longer than the default total_ms (%lld); set "
+                    "total_ms here too",
+                    (long long)to.first_token_ms, (long long)to.total_ms);
+    }
+    return HP_OK;
+}
+
 static hp_err parse_route(ctx *x, yaml_node_t *it, const char *p,
                           hp_gwconf_route *r)
 {
@@ -671,6 +730,8 @@ static hp_err parse_route(ctx *x, yaml_node_t *it, const char *p,
     if (!e && v) {
         keyf(kp, sizeof kp, "%s.timeouts", p);
         e = parse_timeouts(x, v, kp, &r->timeouts);
+        if (!e && r->timeouts.first_token_ms && !r->timeouts.total_ms)
+            e = check_inherited_total(x, v, kp, r);
     }
     v = map_get(x, it, "circuit");
     if (!e && v) {
@@ -804,10 +865,10 @@ static hp_err parse_auth(ctx *x, yaml_node_t *n)
     v = map_get(x, n, "admin_key_env");
     if (!e && v) {
         e = get_str(x, v, "auth.admin_key_env", &x->c->admin_key_env);
+        /* Same rule and same silence as api_key_env: the value may be the
+         * admin key itself, pasted in. */
         if (!e && !env_name_ok(x->c->admin_key_env))
-            e = fail(x, v, "auth.admin_key_env", HP_ERR_FORMAT,
-                     "'%s' is not an environment variable name",
-                     x->c->admin_key_env);
+            e = fail(x, v, "auth.admin_key_env", HP_ERR_INVALID, ENV_NAME_RULE);
     }
     return e;
 }
@@ -1028,6 +1089,14 @@ hp_gwconf_timeouts hp_gwconf_timeouts_for(const hp_gwconf *c,
         base.first_token_ms = r->timeouts.first_token_ms;
     if (r && r->timeouts.total_ms)
         base.total_ms = r->timeouts.total_ms;
+    /* Inherited values never outlast the route's own total_ms; the loader
+     * refuses the explicit cases, so only inherited ones are cut here. */
+    if (r && r->timeouts.total_ms) {
+        if (!r->timeouts.connect_ms && base.connect_ms > base.total_ms)
+            base.connect_ms = base.total_ms;
+        if (!r->timeouts.first_token_ms && base.first_token_ms > base.total_ms)
+            base.first_token_ms = base.total_ms;
+    }
     return base;
 }
 

@@ -128,7 +128,9 @@ typedef struct hp_gwconf {
  * HP_ERR_FORMAT (YAML syntax, unknown key, wrong type, bad value),
  * HP_ERR_RANGE (number out of range), HP_ERR_NOT_FOUND (target naming an
  * unknown upstream or model), HP_ERR_INVALID (duplicate names, a literal
- * api_key, all-zero weights, empty routes) or HP_ERR_NOMEM. */
+ * api_key, an api_key_env / admin_key_env that is not a variable name,
+ * credentials in a base_url, all-zero weights, empty routes) or
+ * HP_ERR_NOMEM. Values of secret-bearing keys are never echoed in eb. */
 hp_err hp_gwconf_load(const char *path, hp_gwconf **out, hp_errbuf *eb);
 
 /* Same as hp_gwconf_load, from text already in memory (len bytes, need not
@@ -152,7 +154,8 @@ const hp_gwconf_price *hp_gwconf_price_find(const hp_gwconf *c,
 
 /* The timeouts that apply to target t of route r: the route's values where
  * set, else the upstream's; for a local target, the route's values where
- * set, else the defaults. */
+ * set, else the defaults. When the route sets total_ms, an inherited
+ * connect_ms or first_token_ms longer than it is cut to total_ms. */
 hp_gwconf_timeouts hp_gwconf_timeouts_for(const hp_gwconf *c,
                                           const hp_gwconf_route *r,
                                           const hp_gwconf_target *t);
