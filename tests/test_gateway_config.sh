@@ -225,6 +225,16 @@ run_bad gwconfig_base_url_credentials 2 userinfo.yaml "userinfo.yaml:2:" \
 grep -qF "sk-gwk-pw" "$tmp/err" && bad gwconfig_base_url_not_echoed \
   || ok gwconfig_base_url_not_echoed
 
+# gwconfig_config_twice: a second --config is bad usage, not "last wins".
+timeout 20 "$BIN" serve --config unknown.yaml --config noup.yaml >out 2>err
+rc=$?
+if [ $rc -eq 2 ] && [ "$(wc -l <err)" -eq 1 ] && [ ! -s out ] &&
+   grep -qF -- "--config given more than once" err; then
+  ok gwconfig_config_twice
+else
+  bad "gwconfig_config_twice: exit $rc: $(cat err)"
+fi
+
 # gwconfig_with_model_option: --config and -m together are bad usage,
 # whichever comes first, and nothing starts.
 for order in a b; do

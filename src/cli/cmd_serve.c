@@ -195,6 +195,13 @@ int hp_cmd_serve(int argc, char **argv)
             tmpl_path = optarg;
             break;
         case O_CONFIG:
+            /* the last one would win silently: refuse the ambiguity */
+            if (config_path) {
+                fprintf(stderr, "hotpath serve: --config given more than "
+                        "once ('%s', then '%s'); give one config file\n",
+                        config_path, optarg);
+                return 2;
+            }
             config_path = optarg;
             break;
         case O_APIKEY:
