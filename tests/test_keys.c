@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -305,7 +306,38 @@ static void keys_bad_spec_invalid(void **state)
     s.name = longname;
     assert_int_equal(hp_keys_create(k, &s, secret, id, &eb), HP_ERR_INVALID);
     assert_non_null(strstr(eb.msg, "name"));
+    s = spec_none();
+    s.name = "";
+    assert_int_equal(hp_keys_create(k, &s, secret, id, &eb), HP_ERR_INVALID);
+    assert_non_null(strstr(eb.msg, "name: must be non-empty"));
     hp_keys_close(k);
+}
+
+/* keys_open_existing_creates_nothing: without a database there,
+ * hp_keys_open_existing is NOT_FOUND naming the path and leaves neither
+ * the file nor its folder; once hp_keys_open made it, it opens. */
+static void keys_open_existing_creates_nothing(void **state)
+{
+    (void)state;
+    const char *path = new_db();
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = '\0';
+    hp_keys *k = (hp_keys *)1;
+    hp_errbuf eb = {{0}};
+    assert_int_equal(hp_keys_open_existing(path, &k, &eb), HP_ERR_NOT_FOUND);
+    assert_null(k);
+    assert_non_null(strstr(eb.msg, path));
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(hp_keys_open_existing(path, &k, &eb), HP_ERR_NOT_FOUND);
+    assert_int_equal(access(path, F_OK), -1);
+    hp_keys_close(open_ok(path));
+    assert_int_equal(hp_keys_open_existing(path, &k, &eb), HP_OK);
+    assert_non_null(k);
+    hp_keys_close(k);
+    assert_int_equal(hp_keys_open_existing(tmpdir, &k, &eb), HP_ERR_IO);
+    assert_int_equal(hp_keys_open_existing("", &k, &eb), HP_ERR_INVALID);
 }
 
 /* keys_budget_usd_never_overspent: 50 requests of worst 0.03 USD in flight
@@ -695,6 +727,7 @@ int main(void)
         cmocka_unit_test(keys_salted_hashes_no_secret_on_disk),
         cmocka_unit_test(keys_routes_allow_list),
         cmocka_unit_test(keys_bad_spec_invalid),
+        cmocka_unit_test(keys_open_existing_creates_nothing),
         cmocka_unit_test(keys_budget_usd_never_overspent),
         cmocka_unit_test(keys_budget_tokens_never_overspent),
         cmocka_unit_test(keys_rpm_window),

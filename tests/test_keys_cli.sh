@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_keys_cli.sh: `hotpath keys create|list|revoke`: a create/list/revoke
 # round trip on a --db file, --json that parses, the database found through
-# --config (relative to the config's folder), bad arguments exit 2 with a
-# one-line message, and the secret is printed once by create and never by
+# --config (relative to the config's folder), list/revoke on a missing
+# database fail and create nothing, --routes checked against --config,
+# bad arguments exit 2 with a one-line message, and the secret is printed once by create and never by
 # list or on stderr.
 set -u
 BIN=${HOTPATH_BIN:?}
@@ -101,6 +102,46 @@ XDG_DATA_HOME="$tmp/xdg" "$BIN" keys create >/dev/null 2>&1; rc=$?
 [ $rc -eq 0 ] && [ -f "$tmp/xdg/hotpath/hotpath.db" ] \
   && ok keys_default_database || bad "keys_default_database (rc $rc)"
 
+# keys_missing_db_creates_nothing: list and revoke on a path with no
+# database fail (exit 1, naming the path) and create neither the file nor
+# its folder; so does the default database under a fresh HOME.
+err=$("$BIN" keys list --db "$tmp/nonexistent/dir/k.db" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && [[ "$err" == *"$tmp/nonexistent/dir/k.db"*"no key database"* ]] \
+  && [ ! -e "$tmp/nonexistent" ] \
+  && ok keys_list_missing_db || bad "keys_list_missing_db (rc $rc, '$err')"
+mkdir -p "$tmp/emptydir"
+err=$("$BIN" keys revoke k000000000000 --db "$tmp/emptydir/k.db" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && [[ "$err" == *"$tmp/emptydir/k.db"* ]] \
+  && [ -z "$(ls -A "$tmp/emptydir")" ] \
+  && ok keys_revoke_missing_db || bad "keys_revoke_missing_db (rc $rc, '$err')"
+for a in list "revoke k000000000000"; do
+  err=$(env -u XDG_DATA_HOME HOME="$tmp/home" "$BIN" keys $a 2>&1 >/dev/null); rc=$?
+  [ $rc -eq 1 ] && [[ "$err" == *"$tmp/home/.local/share/hotpath/hotpath.db"* ]] \
+    && [ ! -e "$tmp/home" ] \
+    && ok "keys_${a%% *}_missing_default_db" \
+    || bad "keys_${a%% *}_missing_default_db (rc $rc, '$err')"
+done
+
+# keys_create_routes_checked_with_config: with --config, a route the
+# config lacks is refused like POST /admin/keys does, and nothing is
+# created; known routes pass.
+err=$("$BIN" keys create --config "$tmp/conf/gw.yaml" --routes nope,chat 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] && [[ "$err" == *"routes[0]: not a route of this gateway"* ]] \
+  && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] \
+  && [ "$("$BIN" keys list --json --config "$tmp/conf/gw.yaml" | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')" == 1 ] \
+  && ok keys_create_unknown_route_with_config \
+  || bad "keys_create_unknown_route_with_config (rc $rc, '$err')"
+err=$("$BIN" keys create --config "$tmp/conf/gw.yaml" --routes "chat, nope2" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] && [[ "$err" == *"routes[1]: not a route of this gateway"* ]] \
+  && ok keys_create_unknown_route_second || bad "keys_create_unknown_route_second (rc $rc, '$err')"
+"$BIN" keys create --config "$tmp/conf/gw.yaml" --routes " chat " >/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && ok keys_create_known_route_with_config \
+  || bad "keys_create_known_route_with_config (rc $rc)"
+# Without a config there is nothing to check against: kept as before.
+"$BIN" keys create --db "$db" --routes nope >/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && ok keys_create_route_unchecked_without_config \
+  || bad "keys_create_route_unchecked_without_config (rc $rc)"
+
 # keys_bad_args_exit_2: each bad usage exits 2 with one line on stderr.
 check_usage() { # name, args...
   local name=$1; shift
@@ -117,6 +158,9 @@ check_usage keys_bad_number create --rpm 5x --db "$db"
 check_usage keys_bad_unknown_flag create --frobnicate --db "$db"
 check_usage keys_bad_missing_value create --db
 check_usage keys_bad_routes create --routes "a,,b" --db "$db"
+check_usage keys_bad_empty_name create --name '' --db "$tmp/noname/k.db"
+[ ! -e "$tmp/noname" ] && ok keys_bad_empty_name_creates_nothing \
+  || bad keys_bad_empty_name_creates_nothing
 check_usage keys_bad_missing_id revoke --db "$db"
 check_usage keys_bad_id revoke not-an-id --db "$db"
 check_usage keys_bad_list_flag list --yaml --db "$db"

@@ -4,7 +4,9 @@
  * Works on the same SQLite file as a running gateway (WAL mode), so keys
  * created or revoked here take effect there at once. The database is
  * --db PATH, else the `database` key of --config FILE (relative to the
- * file's folder), else the default in the user's data directory. A secret
+ * file's folder), else the default in the user's data directory. Only
+ * create makes the database (and its folder); list and revoke refuse a
+ * path where none exists rather than leave an empty one. A secret
  * is printed exactly once, by create, on stdout; nothing here ever writes
  * a secret or a command-line argument that could be one to stderr. */
 #include <getopt.h>
@@ -39,8 +41,11 @@ static void keys_usage(FILE *f)
         "Manage the gateway's virtual API keys. Clients send a key's secret\n"
         "as 'Authorization: Bearer hp-...'; only a salted hash is stored, so\n"
         "the secret is shown once, by create. Changes apply to a running\n"
-        "gateway at once. Run 'hotpath keys ACTION --help' for options.\n\n"
-        "exit status: 0 ok, 1 database error or unknown key, 2 bad usage\n");
+        "gateway at once. Only create makes the database; list and revoke\n"
+        "fail on a path where there is none. Run 'hotpath keys ACTION\n"
+        "--help' for options.\n\n"
+        "exit status: 0 ok, 1 database error (none there included) or\n"
+        "unknown key, 2 bad usage\n");
 }
 
 static void create_usage(FILE *f)
@@ -52,13 +57,14 @@ static void create_usage(FILE *f)
         "Create a key and print its id and secret. The secret cannot be\n"
         "shown again: store it now.\n\n"
         "options:\n"
-        "  --name N           label shown by list (at most 63 bytes)\n"
+        "  --name N           label shown by list (1 to 63 bytes)\n"
         "  --budget-usd X     lifetime spend limit in USD (default: none)\n"
         "  --budget-tokens N  lifetime limit on prompt + completion tokens\n"
         "  --rpm N            requests per minute (default 0: no limit)\n"
         "  --tpm N            tokens per minute (default 0: no limit)\n"
         "  --routes a,b       routes (client model names) the key may use\n"
-        "                     (default: all)\n"
+        "                     (default: all); with --config each must be\n"
+        "                     a route of that config, else unchecked\n"
         DB_OPTS_HELP);
 }
 
@@ -67,7 +73,8 @@ static void list_usage(FILE *f)
     fprintf(f,
         "usage: hotpath keys list [--json] [--db PATH | --config FILE]\n\n"
         "List every key, revoked ones too, with its limits and spend.\n"
-        "Secrets are never shown.\n\n"
+        "Secrets are never shown. The database must exist (keys create\n"
+        "makes it).\n\n"
         "options:\n"
         "  --json           a JSON array instead of a table\n"
         DB_OPTS_HELP);
@@ -78,7 +85,8 @@ static void revoke_usage(FILE *f)
     fprintf(f,
         "usage: hotpath keys revoke ID [--db PATH | --config FILE]\n\n"
         "Revoke the key with id ID (as shown by list, e.g. k3f9a2c71d0e4);\n"
-        "it stops working at once. Revoking twice is not an error.\n\n"
+        "it stops working at once. Revoking twice is not an error. The\n"
+        "database must exist.\n\n"
         "options:\n"
         DB_OPTS_HELP);
 }
@@ -115,10 +123,13 @@ static int bad_option(const char *act, int c, char **argv,
 }
 
 /* Find the database path into buf. 0 ok; else the exit status (message
- * printed). */
+ * printed). With conf non-NULL, *conf receives the loaded --config (NULL
+ * without one; free with hp_gwconf_free). */
 static int resolve_db(const char *act, const char *db, const char *config,
-                      char *buf, size_t n)
+                      char *buf, size_t n, hp_gwconf **conf)
 {
+    if (conf)
+        *conf = NULL;
     if (db && config) {
         fprintf(stderr, "hotpath keys %s: give --db or --config, not both\n",
                 act);
@@ -163,17 +174,55 @@ static int resolve_db(const char *act, const char *db, const char *config,
     }
     if (rc == 1 && from_conf)
         fprintf(stderr, "hotpath keys %s: database path too long\n", act);
-    hp_gwconf_free(c);
+    if (conf && !rc)
+        *conf = c;
+    else
+        hp_gwconf_free(c);
     return rc;
 }
 
-static hp_keys *open_db(const char *act, const char *path)
+/* Open the key database at path; only create makes a missing one. */
+static hp_keys *open_db(const char *act, const char *path, bool create)
 {
     hp_keys *k = NULL;
     hp_errbuf eb = {{0}};
-    if (hp_keys_open(path, &k, &eb) != HP_OK)
+    hp_err e = create ? hp_keys_open(path, &k, &eb)
+                      : hp_keys_open_existing(path, &k, &eb);
+    if (e != HP_OK)
         fprintf(stderr, "hotpath keys %s: %s\n", act, eb.msg);
     return k;
+}
+
+/* With a config, every name in the --routes list must be one of its
+ * routes, as POST /admin/keys requires. Names are not echoed (see the
+ * top of the file); empty names are left to hp_keys_create. 0 or 2. */
+static int check_routes(const hp_gwconf *c, const char *routes,
+                        const char *config)
+{
+    size_t i = 0;
+    for (const char *p = routes; c && p && *p; i++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ')
+            len--;
+        bool found = !len;
+        for (size_t r = 0; !found && r < c->n_routes; r++)
+            found = strlen(c->routes[r].model) == len &&
+                    !memcmp(c->routes[r].model, p, len);
+        if (!found) {
+            fprintf(stderr, "hotpath keys create: routes[%zu]: not a route "
+                    "of this gateway (%s)\n", i, config);
+            return 2;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
 }
 
 static int keys_create(int argc, char **argv)
@@ -205,6 +254,11 @@ static int keys_create(int argc, char **argv)
             create_usage(stdout);
             return 0;
         case OPT_NAME:
+            if (!optarg[0]) {
+                fprintf(stderr, "hotpath keys create: --name: must be "
+                        "non-empty (leave it out for no name)\n");
+                return 2;
+            }
             s.name = optarg;
             break;
         case OPT_BUDGET_USD:
@@ -254,10 +308,16 @@ static int keys_create(int argc, char **argv)
         return 2;
     }
     char path[4096];
-    int rc = resolve_db("create", db, config, path, sizeof path);
+    hp_gwconf *conf = NULL;
+    int rc = resolve_db("create", db, config, path, sizeof path, &conf);
     if (rc)
         return rc;
-    hp_keys *k = open_db("create", path);
+    /* checked before the database is opened, so a refusal creates nothing */
+    rc = check_routes(conf, s.routes, config);
+    hp_gwconf_free(conf);
+    if (rc)
+        return rc;
+    hp_keys *k = open_db("create", path, true);
     if (!k)
         return 1;
     char secret[HP_KEY_SECRET_MAX], id[HP_KEY_ID_MAX];
@@ -382,10 +442,10 @@ static int keys_list(int argc, char **argv)
         return 2;
     }
     char path[4096];
-    int rc = resolve_db("list", db, config, path, sizeof path);
+    int rc = resolve_db("list", db, config, path, sizeof path, NULL);
     if (rc)
         return rc;
-    hp_keys *k = open_db("list", path);
+    hp_keys *k = open_db("list", path, false);
     if (!k)
         return 1;
     json_t *arr = NULL;
@@ -462,10 +522,10 @@ static int keys_revoke(int argc, char **argv)
         return 2;
     }
     char path[4096];
-    int rc = resolve_db("revoke", db, config, path, sizeof path);
+    int rc = resolve_db("revoke", db, config, path, sizeof path, NULL);
     if (rc)
         return rc;
-    hp_keys *k = open_db("revoke", path);
+    hp_keys *k = open_db("revoke", path, false);
     if (!k)
         return 1;
     hp_errbuf eb = {{0}};

@@ -141,6 +141,13 @@ static void create_key(hp_gw *g, struct evhttp_request *req)
         err(req, 400, "name", "invalid_type", "'name' must be a string");
         return;
     }
+    /* as `keys create --name ''`: a key has a real name or none */
+    if (json_is_string(nm) && !json_string_length(nm)) {
+        json_decref(b);
+        err(req, 400, "name", "invalid_value", "'name' must be non-empty "
+            "(leave it out for no name)");
+        return;
+    }
     char rlist[512] = "";
     size_t rl = 0, i;
     const json_t *v;

@@ -312,7 +312,11 @@ done:
     return e;
 }
 
-hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
+/* Open path; with create, make the file and its folders first. Without
+ * it, a missing file is HP_ERR_NOT_FOUND and nothing is made: a read or a
+ * revoke on a mistyped path must not leave an empty database behind. */
+static hp_err keys_open(const char *path, bool create, hp_keys **out,
+                        hp_errbuf *eb)
 {
     hp_err e;
     if (!out)
@@ -320,6 +324,12 @@ hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
     *out = NULL;
     if (!path || !path[0])
         return hp_errf(eb, HP_ERR_INVALID, "keys: empty database path");
+    struct stat sb;
+    if (!create && stat(path, &sb) != 0)
+        return errno == ENOENT || errno == ENOTDIR
+                   ? hp_errf(eb, HP_ERR_NOT_FOUND, "%s: no key database "
+                             "there (keys create makes one)", path)
+                   : hp_errf(eb, HP_ERR_IO, "%s: %s", path, strerror(errno));
     hp_keys *k = calloc(1, sizeof *k);
     if (!k)
         return hp_errf(eb, HP_ERR_NOMEM, "keys: out of memory");
@@ -328,21 +338,22 @@ hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
         e = hp_errf(eb, HP_ERR_NOMEM, "keys: out of memory");
         goto fail;
     }
-    if (!make_parents(path)) {
+    if (create && !make_parents(path)) {
         e = hp_errf(eb, HP_ERR_IO, "%s: cannot create its directory: %s",
                     path, strerror(errno));
         goto fail;
     }
     /* Create the file ourselves so it starts 0600 (SQLite would use the
      * umask); the -wal and -shm files copy the database's mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0600);
     if (fd < 0) {
         e = hp_errf(eb, HP_ERR_IO, "%s: %s", path, strerror(errno));
         goto fail;
     }
     close(fd);
     if (sqlite3_open_v2(path, &k->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        SQLITE_OPEN_READWRITE |
+                            (create ? SQLITE_OPEN_CREATE : 0),
                         NULL) != SQLITE_OK) {
         e = hp_errf(eb, HP_ERR_IO, "%s: %s", path,
                     k->db ? sqlite3_errmsg(k->db) : "cannot open");
@@ -396,6 +407,16 @@ hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
 fail:
     hp_keys_close(k);
     return e;
+}
+
+hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb)
+{
+    return keys_open(path, true, out, eb);
+}
+
+hp_err hp_keys_open_existing(const char *path, hp_keys **out, hp_errbuf *eb)
+{
+    return keys_open(path, false, out, eb);
 }
 
 void hp_keys_close(hp_keys *k)
@@ -470,6 +491,9 @@ hp_err hp_keys_create(hp_keys *k, const hp_key_spec *s,
         return hp_errf(eb, HP_ERR_INVALID, "keys: NULL argument");
     secret[0] = '\0';
     id[0] = '\0';
+    /* "" would list as "-", indistinguishable from no name: refuse it. */
+    if (s->name && !s->name[0])
+        return hp_errf(eb, HP_ERR_INVALID, "name: must be non-empty");
     if (s->name && strlen(s->name) >= sizeof ((hp_key_info *)0)->name)
         return hp_errf(eb, HP_ERR_INVALID, "name: longer than %zu bytes",
                        sizeof ((hp_key_info *)0)->name - 1);

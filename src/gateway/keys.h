@@ -30,7 +30,7 @@ typedef struct hp_keys hp_keys;
 
 /* What a new key may do. */
 typedef struct hp_key_spec {
-    const char *name;      /* label shown by list; may be NULL */
+    const char *name;      /* label shown by list; NULL or non-empty */
     double budget_usd;     /* < 0: no USD budget */
     int64_t budget_tokens; /* < 0: no token budget (prompt + completion) */
     int rpm;               /* requests per minute; 0: no limit */
@@ -72,11 +72,17 @@ const char *hp_keys_default_path(char *buf, size_t n);
  * database. */
 hp_err hp_keys_open(const char *path, hp_keys **out, hp_errbuf *eb);
 
+/* Open a database that must already exist, creating nothing: for reads
+ * and changes to existing keys (keys list, keys revoke). HP_ERR_NOT_FOUND,
+ * eb naming the path, when there is no file; otherwise as hp_keys_open. */
+hp_err hp_keys_open_existing(const char *path, hp_keys **out, hp_errbuf *eb);
+
 /* Close. Reservations still active are dropped. Accepts NULL. */
 void hp_keys_close(hp_keys *k);
 
 /* Create a key. secret receives the full secret (shown once), id its
- * public id. HP_ERR_INVALID for a bad spec (eb names the field). */
+ * public id. HP_ERR_INVALID for a bad spec (eb names the field), an empty
+ * name included. */
 hp_err hp_keys_create(hp_keys *k, const hp_key_spec *s,
                       char secret[HP_KEY_SECRET_MAX], char id[HP_KEY_ID_MAX],
                       hp_errbuf *eb);

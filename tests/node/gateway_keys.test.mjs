@@ -508,6 +508,7 @@ test('admin_bad_bodies_400_naming_field', { skip }, async () => {
     [{ tpm: true }, 'tpm'],
     [{ name: 5 }, 'name'],
     [{ name: 'n'.repeat(300) }, 'name'],
+    [{ name: '' }, 'name'],             // a key has a real name or none
     [{ routes: 'chat' }, 'routes'],
     [{ routes: ['nope'] }, 'routes'],
     [{ routes: [5] }, 'routes'],
