@@ -5,7 +5,8 @@ Request heads are checked before the body is read (src/server/http_guard.c):
 an oversized Content-Length is answered 413 at once, with or without
 `Expect: 100-continue`; an invalid, overflowing or conflicting
 Content-Length is 400; a long URL 414 and large headers 431 -- all as
-OpenAI error JSON. Also: GET /v1/models/{id}, max_model_len under a small KV
+OpenAI error JSON; HEAD replies carry GET's headers and no body. Also:
+GET /v1/models/{id}, max_model_len under a small KV
 pool, --ctx-size limits, --host validation, distinct logprob token strings
 for byte tokens. Servers run on --port 0 on 127.0.0.1 and are always
 stopped. Skips (exit 0) when the model is absent. Cases are named
@@ -157,6 +158,42 @@ def server_http_models_retrieve(s):
     check_error(st, h, data, 405)
 
 
+def split_responses(raw, methods):
+    """Split the bytes of pipelined responses, one per request method, by
+    their Content-Length (a HEAD reply has none of the body it announces).
+    Returns [(status, headers, body)]; asserts nothing is left over."""
+    out = []
+    for m in methods:
+        head, sep, raw = raw.partition(b"\r\n\r\n")
+        assert sep, ("truncated", m, head[:200])
+        st, h, _ = parse_raw(head + b"\r\n\r\n")
+        n = 0 if m == "HEAD" else int(h["Content-Length"])
+        out.append((st, h, raw[:n]))
+        raw = raw[n:]
+    assert raw == b"", ("bytes after the last response", raw[:200])
+    return out
+
+
+def server_http_head_has_no_body(s):
+    """HEAD gets GET's status and headers, Content-Length included, and no
+    body: a pipelined HEAD then GET on one connection reads as two
+    responses, not the HEAD's body glued before the GET's. Errors too."""
+    st, _, data = s.request("GET", "/v1/models")
+    mid = json.loads(data)["data"][0]["id"]
+    for path in ("/health", "/metrics", "/v1/models", "/v1/models/" + mid,
+                 "/v1/nothing"):
+        req = ("HEAD {0} HTTP/1.1\r\nHost: x\r\n\r\n"
+               "GET {0} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+               .format(path)).encode()
+        resp, _ = exchange(s.port, req)
+        (hst, hh, _), (gst, gh, gbody) = split_responses(resp, ["HEAD", "GET"])
+        assert hst == gst and gst in (200, 404), (path, hst, gst)
+        assert hh["Content-Type"] == gh["Content-Type"], (path, hh, gh)
+        assert int(hh["Content-Length"]) == len(gbody) > 0, (path, hh, gbody)
+        if path != "/metrics":  # its counters may move between the two
+            assert int(hh["Content-Length"]) == int(gh["Content-Length"]), path
+
+
 def server_http_max_model_len_follows_kv_pool():
     """With a KV pool smaller than one context (--kv-memory 1), /v1/models'
     max_model_len is what the pool holds, and prompts are measured
@@ -257,6 +294,7 @@ def main():
             (server_http_url_and_header_limits, (s,)),
             (server_http_keepalive_and_pipelining, (s,)),
             (server_http_models_retrieve, (s,)),
+            (server_http_head_has_no_body, (s,)),
             (server_http_max_model_len_follows_kv_pool, ()),
             (server_http_cli_checks, ()),
             (server_http_byte_token_logprobs, ()),

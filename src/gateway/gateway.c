@@ -337,7 +337,7 @@ static bool serve_cached_anth(gwreq *r, const char *hit, size_t len)
     hp_anth_out_finish(&r->aout, buf_write, r->ubody);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply(r->req, 200, "OK", r->ubody);
+    hp_http_send_reply(r->req, 200, "OK", r->ubody);
     return true;
 }
 
@@ -377,7 +377,7 @@ static bool serve_cached(hp_gw *g, gwreq *r)
         struct evbuffer *b = evbuffer_new();
         if (b)
             evbuffer_add(b, sse, n);
-        evhttp_send_reply(r->req, 200, "OK", b);
+        hp_http_send_reply(r->req, 200, "OK", b);
         if (b)
             evbuffer_free(b);
         free(sse);
@@ -648,7 +648,7 @@ static void handle_metrics(hp_gw *g, struct evhttp_request *req)
                       "text/plain; version=0.0.4");
     if (b)
         evbuffer_add(b, text, strlen(text));
-    evhttp_send_reply(req, 200, "OK", b);
+    hp_http_send_reply(req, 200, "OK", b);
     if (b)
         evbuffer_free(b);
     free(text);

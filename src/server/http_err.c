@@ -194,6 +194,29 @@ const char *hp_http_err_reason(int status)
     return status >= 100 && status <= 199 ? "Informational" : "Unknown";
 }
 
+void hp_http_send_reply(struct evhttp_request *req, int status,
+                        const char *reason, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        evhttp_send_reply(req, status, reason, body);
+        return;
+    }
+    /* libevent 2.1 writes a HEAD reply's body after the headers (and no
+     * Content-Length), so the client reads it as the start of the next
+     * response. Send GET's headers, with the length the body would have,
+     * and drop the body, as evhttp_send_reply would drain it anyway. */
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    size_t len = body ? evbuffer_get_length(body) : 0;
+    if (!evhttp_find_header(h, "Content-Length")) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(h, "Content-Length", n);
+    }
+    if (body)
+        evbuffer_drain(body, len);
+    evhttp_send_reply(req, status, reason, NULL);
+}
+
 void hp_http_err_send(struct evhttp_request *req, int status,
                       const char *type, const char *param, const char *code,
                       const char *message, const char *extra_name,
@@ -210,7 +233,7 @@ void hp_http_err_send(struct evhttp_request *req, int status,
         evhttp_add_header(h, extra_name, extra_value);
     if (b && json)
         evbuffer_add(b, json, strlen(json));
-    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
+    hp_http_send_reply(req, status, hp_http_err_reason(status), b);
     if (b)
         evbuffer_free(b);
     free(json);
@@ -334,7 +357,7 @@ void hp_http_send_json(struct evhttp_request *req, int status,
                       "application/json");
     if (b)
         evbuffer_add(b, body, len);
-    evhttp_send_reply(req, status, hp_http_err_reason(status), b);
+    hp_http_send_reply(req, status, hp_http_err_reason(status), b);
     if (b)
         evbuffer_free(b);
 }

@@ -26,6 +26,14 @@ const char *hp_http_err_type(int status);
 /* Reason phrase for a status line ("Bad Request"). Never NULL. */
 const char *hp_http_err_reason(int status);
 
+/* Send a complete reply on req, as evhttp_send_reply, body NULL for none.
+ * Every complete reply of the server and the gateway goes through here:
+ * for a HEAD request it sends the headers a GET would get, Content-Length
+ * included, and no body. */
+struct evbuffer;
+void hp_http_send_reply(struct evhttp_request *req, int status,
+                        const char *reason, struct evbuffer *body);
+
 /* Send a complete error reply on req. type NULL picks it from status.
  * extra_name/extra_value add one header (Allow, Retry-After) if non-NULL. */
 void hp_http_err_send(struct evhttp_request *req, int status,

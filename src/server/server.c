@@ -611,7 +611,7 @@ static void handle_metrics(hp_server *srv, struct evhttp_request *req)
     free(text);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", b);
+    hp_http_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
 

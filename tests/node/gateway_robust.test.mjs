@@ -7,7 +7,8 @@
 // estimate of what was sent; a client that stops reading pauses the
 // upstream instead of making the gateway buffer the stream; every reply carries an
 // x-request-id that names its ledger row; SIGTERM ends running streams
-// with an error event and still writes their ledger rows.
+// with an error event and still writes their ledger rows; HEAD replies
+// carry GET's headers and no body, also pipelined before a GET.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -227,4 +228,62 @@ test('a circuit opened by 429s with Retry-After stays open only that long', { sk
   const probe = await post(g, { model: 'busy', messages: msg });
   assert.equal(probe.status, 429, 'half-open after Retry-After: the probe reached the target');
   assert.equal((await m.stats()).requests, 3);
+/* Write raw to the gateway on one connection and read until it closes
+ * (our side stays open: evhttp ends a connection at the client's EOF
+ * without answering the requests still queued). */
+function rawExchange(port, raw) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(raw));
+    sock.setTimeout(5000, () => sock.destroy(new Error('no close after 5 s')));
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/* Split pipelined responses, one per request method, by Content-Length
+ * (a HEAD reply has none of the body it announces); nothing may be left. */
+function splitResponses(buf, methods) {
+  const out = [];
+  for (const m of methods) {
+    const end = buf.indexOf('\r\n\r\n');
+    assert.ok(end >= 0, `truncated before the ${m} response`);
+    const [status, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
+    const headers = {};
+    for (const l of lines) {
+      const i = l.indexOf(':');
+      headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+    }
+    const n = m === 'HEAD' ? 0 : Number(headers['content-length']);
+    out.push({ status: Number(status.split(' ')[1]), headers,
+               body: buf.subarray(end + 4, end + 4 + n).toString() });
+    buf = buf.subarray(end + 4 + n);
+  }
+  assert.equal(buf.toString(), '', 'bytes after the last response');
+  return out;
+}
+
+test('HEAD is GET without the body, also pipelined before a GET', { skip }, async () => {
+  const m = await startMock();
+  const g = await startGateway({
+    upstreams: [{ name: 'lab', kind: 'openai', base_url: m.v1 }],
+    routes: [{ model: 'chat', targets: [{ upstream: 'lab', model: 'x' }] }],
+  });
+  for (const p of ['/health', '/metrics', '/v1/models', '/v1/models/chat',
+                   '/v1/models/nope', '/v1/nothing']) {
+    const raw = `HEAD ${p} HTTP/1.1\r\nHost: x\r\n\r\n` +
+                `GET ${p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+    const [h, r] = splitResponses(await rawExchange(g.port, raw), ['HEAD', 'GET']);
+    assert.equal(h.status, r.status, p);
+    assert.ok([200, 404].includes(r.status), `${p}: ${r.status}`);
+    assert.equal(h.headers['content-type'], r.headers['content-type'], p);
+    assert.ok(r.body.length > 0, p);
+    assert.equal(Number(h.headers['content-length']), r.body.length, p);
+  }
+  // fetch agrees: HEAD has an empty body and the connection stays usable
+  const h = await fetch(`${g.v1}/models`, { method: 'HEAD' });
+  assert.equal(h.status, 200);
+  assert.equal(await h.text(), '');
+  assert.equal((await (await fetch(`${g.v1}/models`)).json()).data[0].id, 'chat');
 });
