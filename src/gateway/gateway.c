@@ -601,15 +601,39 @@ static void handle_generate(hp_gw *g, struct evhttp_request *req, int kind)
 
 /* ---- small endpoints ------------------------------------------------------- */
 
-static void handle_models(hp_gw *g, struct evhttp_request *req)
+static json_t *model_object(const hp_gwconf_route *rt)
 {
-    json_t *data = json_array();
-    for (size_t i = 0; i < g->c->n_routes; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id",
-                                              g->c->routes[i].model, "object",
-                                              "model", "created", (json_int_t)0,
-                                              "owned_by", "hotpath"));
-    json_t *o = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", rt->model, "object",
+                     "model", "created", (json_int_t)0, "owned_by", "hotpath");
+}
+
+/* GET /v1/models: every route; or /v1/models/{id} (the SDK's
+ * models.retrieve()) when id (still URL-encoded) is non-NULL: that route's
+ * entry of the list, or 404 model_not_found as plain serve answers. */
+static void handle_models(hp_gw *g, struct evhttp_request *req,
+                          const char *id)
+{
+    json_t *o;
+    if (id) {
+        char *dec = evhttp_uridecode(id, 0, NULL);
+        const hp_gwconf_route *rt = dec ? hp_gwconf_route_find(g->c, dec)
+                                        : NULL;
+        if (!rt) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "The model '%.200s' does not exist: it "
+                     "names no route (see GET /v1/models)", dec ? dec : id);
+            free(dec);
+            err(req, 404, "model", "model_not_found", msg);
+            return;
+        }
+        free(dec);
+        o = model_object(rt);
+    } else {
+        json_t *data = json_array();
+        for (size_t i = 0; i < g->c->n_routes; i++)
+            json_array_append_new(data, model_object(&g->c->routes[i]));
+        o = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    }
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s)
         hp_http_send_json(req, 200, s, strlen(s));
@@ -698,13 +722,13 @@ static void on_request(struct evhttp_request *req, void *arg)
             return;
         }
         allow = "POST";
-    } else if (!strcmp(p, "/models") || !strcmp(p, "/health") ||
-               !strcmp(p, "/metrics")) {
+    } else if (!strcmp(p, "/models") || !strncmp(p, "/models/", 8) ||
+               !strcmp(p, "/health") || !strcmp(p, "/metrics")) {
         if (get) {
             hp_key_info ki;
             if (p[1] == 'm' && p[2] == 'o') {
                 if (check_key(g, req, false, &ki))
-                    handle_models(g, req);
+                    handle_models(g, req, p[7] ? p + 8 : NULL);
             }
             else if (p[1] == 'h')
                 hp_http_send_json(req, 200, "{\"status\":\"ok\"}", 15);

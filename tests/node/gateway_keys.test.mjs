@@ -1,9 +1,9 @@
 // gateway_keys.test.mjs: the gateway's virtual keys as the official
 // `openai` SDK (pinned in package.json, maxRetries 0) and an operator see
 // them: 401 for missing, wrong and revoked keys; 403 for a route outside
-// a key's list; USD and token budgets that are never overspent, even by
-// 50 requests in flight at once, and whose remainder stays usable; RPM and
-// TPM windows; the admin API (off without its key, 401 for a wrong one,
+// a key's list; models.retrieve() behind the key check; USD and token
+// budgets that are never overspent, even by 50 requests in flight at once,
+// and whose remainder stays usable; RPM and TPM windows; the admin API (off without its key, 401 for a wrong one,
 // create/list/revoke, no secrets in listings, 400 naming the field, 404);
 // and no secret (client, admin or upstream) in the gateway's output.
 //
@@ -189,6 +189,29 @@ test('keys_401_revoked_by_cli_while_running', { skip }, async () => {
   const row = JSON.parse(keysCli(['list', '--json'])).find((k) => k.id === id);
   assert.equal(row.revoked, true);
   assert.equal((await keyRow(id)).revoked, true);
+});
+
+test('keys_models_retrieve_sdk', { skip }, async () => {
+  // models.retrieve() (GET /v1/models/{id}) is the route's entry of the
+  // /v1/models list, 404 model_not_found for a name no route has, and
+  // needs a key as the list does
+  const k = await createKey({ name: 'models-retrieve' });
+  const c = client(k.secret);
+  const list = (await c.models.list()).data;
+  for (const id of ['chat', 'slow']) {
+    const m = await c.models.retrieve(id);
+    assert.deepEqual({ ...m }, { ...list.find((e) => e.id === id) });
+    assert.equal(m.object, 'model');
+  }
+  const e = await rejects(c.models.retrieve('gpt-4o'), OpenAI.NotFoundError, 404);
+  assert.equal(e.code, 'model_not_found');
+  assert.match(e.message, /gpt-4o/);
+  await rejects(client('sk-not-a-hotpath-key').models.retrieve('chat'),
+                OpenAI.AuthenticationError, 401);
+  const r = await fetch(`${gw.v1}/models/chat`, { method: 'POST', body: '{}',
+                        headers: { authorization: `Bearer ${k.secret}` } });
+  assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'GET, HEAD');
 });
 
 /* ---- 2. routes ------------------------------------------------------------ */
