@@ -35,8 +35,8 @@ hp_err hp_anth_request(const json_t *oai, const char *model, json_t **out,
                        hp_errbuf *eb);
 
 /* Turn a non-streamed Messages API response into an OpenAI
- * chat.completion object with `id`, `created` and `model` as given (model
- * is the public route name the client asked for). usage: prompt_tokens =
+ * chat.completion object with `id`, `created` and `model` as given (the
+ * gateway passes the target's model name, not the route's). usage: prompt_tokens =
  * input + cache_read + cache_creation input tokens, completion_tokens =
  * output_tokens, prompt_tokens_details.cached_tokens = cache_read.
  * HP_ERR_FORMAT when `anth` is not a message object. */
