@@ -228,6 +228,8 @@ test('a circuit opened by 429s with Retry-After stays open only that long', { sk
   const probe = await post(g, { model: 'busy', messages: msg });
   assert.equal(probe.status, 429, 'half-open after Retry-After: the probe reached the target');
   assert.equal((await m.stats()).requests, 3);
+});
+
 /* Write raw to the gateway on one connection and read until it closes
  * (our side stays open: evhttp ends a connection at the client's EOF
  * without answering the requests still queued). */
