@@ -209,10 +209,13 @@ static int check_routes(const hp_gwconf *c, const char *routes,
         }
         while (len && p[len - 1] == ' ')
             len--;
+        char name[256];
         bool found = !len;
-        for (size_t r = 0; !found && r < c->n_routes; r++)
-            found = strlen(c->routes[r].model) == len &&
-                    !memcmp(c->routes[r].model, p, len);
+        if (len && len < sizeof name) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            found = hp_gwconf_route_find(c, name) != NULL;
+        }
         if (!found) {
             fprintf(stderr, "hotpath keys create: routes[%zu]: not a route "
                     "of this gateway (%s)\n", i, config);

@@ -373,6 +373,21 @@ static hp_err parse_models(ctx *x, yaml_node_t *n)
     return check_unique(x, n, "models", "name", names, cnt);
 }
 
+/* Inherited timeouts (defaults, or an upstream's under a route) never
+ * outlast a total_ms written at this level: `{total_ms: 1000}` alone must
+ * neither fail nor wait 30 s. own: the values written here (0 = not
+ * written); explicit conflicts are the loader's errors, not cut here. */
+static void clamp_inherited(hp_gwconf_timeouts *t,
+                            const hp_gwconf_timeouts *own)
+{
+    if (!own->total_ms)
+        return;
+    if (!own->connect_ms && t->connect_ms > t->total_ms)
+        t->connect_ms = t->total_ms;
+    if (!own->first_token_ms && t->first_token_ms > t->total_ms)
+        t->first_token_ms = t->total_ms;
+}
+
 #define ENV_NAME_MAX 64
 #define ENV_NAME_RULE "must name an environment variable (A-Z, 0-9, _; " \
                       "at most 64 characters), not hold a key"
@@ -479,14 +494,8 @@ static hp_err parse_upstream(ctx *x, yaml_node_t *it, const char *p,
             u->timeouts.first_token_ms = t.first_token_ms;
         if (!e && t.total_ms)
             u->timeouts.total_ms = t.total_ms;
-        /* A default longer than the total written here is cut to it:
-         * `{total_ms: 1000}` alone must not fail, nor wait 30 s. */
-        if (!e && !t.connect_ms && u->timeouts.connect_ms > t.total_ms &&
-            t.total_ms)
-            u->timeouts.connect_ms = t.total_ms;
-        if (!e && !t.first_token_ms && u->timeouts.first_token_ms > t.total_ms &&
-            t.total_ms)
-            u->timeouts.first_token_ms = t.total_ms;
+        if (!e)
+            clamp_inherited(&u->timeouts, &t);
         if (!e && u->timeouts.first_token_ms > u->timeouts.total_ms)
             e = fail(x, v, kp, HP_ERR_RANGE,
                      "first_token_ms (%lld) is longer than total_ms (%lld)",
@@ -1089,14 +1098,8 @@ hp_gwconf_timeouts hp_gwconf_timeouts_for(const hp_gwconf *c,
         base.first_token_ms = r->timeouts.first_token_ms;
     if (r && r->timeouts.total_ms)
         base.total_ms = r->timeouts.total_ms;
-    /* Inherited values never outlast the route's own total_ms; the loader
-     * refuses the explicit cases, so only inherited ones are cut here. */
-    if (r && r->timeouts.total_ms) {
-        if (!r->timeouts.connect_ms && base.connect_ms > base.total_ms)
-            base.connect_ms = base.total_ms;
-        if (!r->timeouts.first_token_ms && base.first_token_ms > base.total_ms)
-            base.first_token_ms = base.total_ms;
-    }
+    if (r)
+        clamp_inherited(&base, &r->timeouts);
     return base;
 }
 
